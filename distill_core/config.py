@@ -1,0 +1,142 @@
+"""Frozen, validated configuration dataclasses.
+
+Every check names the field it refuses, so the dashboard and the CLI can show the message as it is.
+The defaults are the ones measured to work on the bundled sample (see README, "Defaults").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from distill_core.errors import ConfigError
+
+MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def _check(cond: bool, name: str, problem: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{name} {problem} (got {value!r})")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How raw interactions become positives."""
+
+    rating_threshold: float | None = None  # None: every interaction is a positive
+    kcore: int = 0  # 0 or 1: no filter
+
+    def __post_init__(self) -> None:
+        if self.rating_threshold is not None:
+            _check(_finite(self.rating_threshold), "rating_threshold", "must be a finite number",
+                   self.rating_threshold)
+        _check(isinstance(self.kcore, int) and self.kcore >= 0, "kcore", "must be an integer >= 0", self.kcore)
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """Per-user split: temporal leave-one-out ("loo") or random ratio ("ratio")."""
+
+    method: str = "loo"
+    valid_ratio: float = 0.1
+    test_ratio: float = 0.1
+    min_interactions: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.method in ("loo", "ratio"), "split method", "must be 'loo' or 'ratio'", self.method)
+        for name in ("valid_ratio", "test_ratio"):
+            v = getattr(self, name)
+            _check(_finite(v) and 0 < v < 1, name, "must be in (0, 1)", v)
+        _check(_finite(self.valid_ratio + self.test_ratio) and self.valid_ratio + self.test_ratio < 1,
+               "valid_ratio + test_ratio", "must be below 1", self.valid_ratio + self.test_ratio)
+        _check(isinstance(self.min_interactions, int) and self.min_interactions >= 3, "min_interactions",
+               "must be an integer >= 3 (one each for train, validation and test)", self.min_interactions)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model family and its size."""
+
+    family: str = "mf"
+    dim: int = 64  # embedding width
+    layers: int = 2  # hidden layers per tower (two_tower only)
+
+    def __post_init__(self) -> None:
+        _check(self.family in MODEL_FAMILIES, "model family", f"must be one of {', '.join(MODEL_FAMILIES)}",
+               self.family)
+        _check(isinstance(self.dim, int) and not isinstance(self.dim, bool) and 1 <= self.dim <= 4096,
+               "dim", "must be an integer between 1 and 4096", self.dim)
+        _check(isinstance(self.layers, int) and 0 <= self.layers <= 8, "layers",
+               "must be an integer between 0 and 8", self.layers)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by teacher and student."""
+
+    epochs: int = 30
+    lr: float = 5e-3
+    batch_size: int = 1024
+    weight_decay: float = 0.0
+    patience: int = 4  # epochs without a better validation NDCG@10 before stopping; 0 disables
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and 1 <= self.epochs <= 10_000,
+               "epochs", "must be an integer between 1 and 10000", self.epochs)
+        _check(_finite(self.lr) and 0 < self.lr <= 10, "learning rate", "must be in (0, 10]", self.lr)
+        _check(isinstance(self.batch_size, int) and 1 <= self.batch_size <= 1_000_000, "batch_size",
+               "must be a positive integer", self.batch_size)
+        _check(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0",
+               self.weight_decay)
+        _check(isinstance(self.patience, int) and self.patience >= 0, "patience", "must be an integer >= 0",
+               self.patience)
+        _check(isinstance(self.seed, int), "seed", "must be an integer", self.seed)
+        _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}", self.device)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The KD loss: ``alpha * CE + (1 - alpha) * T^2 * KL`` (alpha weights the hard labels)."""
+
+    alpha: float = 0.2
+    temperature: float = 2.0
+    t_squared: bool = True  # multiply the KL term by T^2 (off only for teaching)
+
+    def __post_init__(self) -> None:
+        _check(_finite(self.alpha) and 0 <= self.alpha <= 1, "alpha", "must be between 0 and 1", self.alpha)
+        _check(_finite(self.temperature) and self.temperature > 0, "temperature",
+               "must be a finite number > 0", self.temperature)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one teacher -> student run needs; stored with every run."""
+
+    teacher: ModelSpec = field(default_factory=lambda: ModelSpec("mf", 64))
+    student: ModelSpec = field(default_factory=lambda: ModelSpec("mf", 6))
+    teacher_train: TrainConfig = field(default_factory=TrainConfig)
+    student_train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    data: DataOptions = field(default_factory=DataOptions)
+    split: SplitOptions = field(default_factory=SplitOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        types = {f.name: f.default_factory for f in fields(cls)}  # type: ignore[misc]
+        kwargs = {k: type(types[k]())(**v) for k, v in d.items() if k in types}
+        return cls(**kwargs)
+
+    def with_seed(self, seed: int) -> "RunConfig":
+        return replace(self, teacher_train=replace(self.teacher_train, seed=seed),
+                       student_train=replace(self.student_train, seed=seed))

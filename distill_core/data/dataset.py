@@ -1,0 +1,221 @@
+"""From raw interactions to an indexed dataset and its train / validation / test split.
+
+Users and items get contiguous indices ``0..n-1``; each user's interactions are ordered by time
+(file order breaks ties and stands in when there are no timestamps), so the split and any
+sequence built from it never look into a user's future.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from distill_core.config import DataOptions, SplitOptions
+from distill_core.data.loaders import RawData
+from distill_core.errors import DataError
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Positive interactions with contiguous ids, sorted by (user, time)."""
+
+    name: str
+    format: str
+    source: str
+    user_ids: np.ndarray  # (n_users,) original ids, str
+    item_ids: np.ndarray  # (n_items,) original ids, str
+    users: np.ndarray  # (n_interactions,) int64
+    items: np.ndarray  # (n_interactions,) int64
+    timestamps: np.ndarray  # (n_interactions,) float64, NaN where the source has none
+    titles: np.ndarray  # (n_items,) str ("item <id>" when the source has no title)
+    genres: np.ndarray  # (n_items,) str, '|'-separated, '' when unknown
+    has_timestamps: bool
+    options: DataOptions = field(default_factory=DataOptions)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.users)
+
+    @property
+    def density(self) -> float:
+        return self.n_interactions / max(self.n_users * self.n_items, 1)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the interactions and options: the dataset's identity in the run store."""
+        h = hashlib.sha1()
+        for arr in (self.users, self.items):
+            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        h.update("\x1f".join(self.item_ids.tolist()).encode())
+        h.update(repr(self.options).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {"name": self.name, "format": self.format, "users": self.n_users,
+                "items": self.n_items, "interactions": self.n_interactions,
+                "density": self.density, "fingerprint": self.fingerprint}
+
+
+def build_dataset(raw: RawData, options: DataOptions = DataOptions(), name: str | None = None) -> Dataset:
+    """Apply the rating threshold, collapse duplicates, k-core filter and index ``raw``."""
+    df = raw.interactions
+    src = raw.source
+    if len(df) == 0:
+        raise DataError(f"{src}: the file holds no interactions (0 rows)")
+    df = df.assign(_order=np.arange(len(df)))
+    if options.rating_threshold is not None:
+        if df["rating"].isna().all():
+            raise DataError(f"{src}: rating_threshold={options.rating_threshold} was given but the "
+                            "data has no rating column")
+        df = df[df["rating"] >= options.rating_threshold]
+        if len(df) == 0:
+            raise DataError(f"{src}: no interaction has rating >= {options.rating_threshold} "
+                            "(field rating_threshold)")
+    has_ts = bool(df["timestamp"].notna().all())
+    sort_cols = ["user_id", "timestamp", "_order"] if has_ts else ["user_id", "_order"]
+    df = df.sort_values(sort_cols, kind="stable")
+    # A repeated (user, item) pair counts once, at its latest occurrence.
+    df = df.drop_duplicates(["user_id", "item_id"], keep="last")
+    if options.kcore > 1:
+        df = _kcore(df, options.kcore)
+        if len(df) == 0:
+            raise DataError(f"{src}: nothing is left after the {options.kcore}-core filter "
+                            "(field kcore); try a smaller value")
+    user_codes, user_ids = pd.factorize(df["user_id"], sort=True)
+    item_codes, item_ids = pd.factorize(df["item_id"], sort=True)
+    item_ids = np.asarray(item_ids, dtype=object).astype(str)
+    meta = raw.items.drop_duplicates("item_id").set_index("item_id") if len(raw.items) else None
+    titles = np.array([f"item {i}" for i in item_ids], dtype=object)
+    genres = np.array([""] * len(item_ids), dtype=object)
+    if meta is not None:
+        known = meta.reindex(item_ids)
+        has = known["title"].notna().to_numpy()
+        titles[has] = known["title"].to_numpy()[has]
+        genres = known["genres"].fillna("").to_numpy(dtype=object)
+    order = np.lexsort((np.arange(len(df)), user_codes))  # stable: keeps time order within a user
+    return Dataset(
+        name=name or _default_name(src), format=raw.format, source=src,
+        user_ids=np.asarray(user_ids, dtype=object).astype(str), item_ids=item_ids,
+        users=user_codes[order].astype(np.int64), items=item_codes[order].astype(np.int64),
+        timestamps=df["timestamp"].to_numpy(dtype=np.float64)[order],
+        titles=titles.astype(str), genres=genres.astype(str), has_timestamps=has_ts, options=options,
+    )
+
+
+def _default_name(source: str) -> str:
+    parts = [p for p in source.replace("\\", "/").split("/") if p]
+    return parts[-1] if parts else "dataset"
+
+
+def _kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    while True:
+        uc = df["user_id"].map(df["user_id"].value_counts())
+        ic = df["item_id"].map(df["item_id"].value_counts())
+        keep = (uc >= k) & (ic >= k)
+        if keep.all():
+            return df
+        df = df[keep]
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Training pairs (ordered by user, then time) and held-out items per user.
+
+    ``valid_ptr``/``valid_items`` is a CSR layout: user ``u``'s validation items are
+    ``valid_items[valid_ptr[u]:valid_ptr[u + 1]]`` (empty for users kept in training only).
+    """
+
+    n_users: int
+    n_items: int
+    train_users: np.ndarray  # (n_train,) int64
+    train_items: np.ndarray  # (n_train,) int64
+    valid_ptr: np.ndarray  # (n_users + 1,)
+    valid_items: np.ndarray
+    test_ptr: np.ndarray  # (n_users + 1,)
+    test_items: np.ndarray
+    options: SplitOptions = field(default_factory=SplitOptions)
+
+    def held_out(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(ptr, items)`` of ``part`` ("valid" or "test")."""
+        if part == "valid":
+            return self.valid_ptr, self.valid_items
+        if part == "test":
+            return self.test_ptr, self.test_items
+        raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+
+    def eval_users(self, part: str) -> np.ndarray:
+        ptr, _ = self.held_out(part)
+        return np.flatnonzero(np.diff(ptr) > 0)
+
+    @cached_property
+    def train_ptr(self) -> np.ndarray:
+        """CSR pointer into ``train_items`` (train pairs are grouped by user)."""
+        return np.searchsorted(self.train_users, np.arange(self.n_users + 1))
+
+    def context(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(ptr, items)``: what a model may know of each user when predicting ``part``, in time
+        order: the training items for "train"/"valid", plus the validation items for "test"."""
+        if part in ("train", "valid"):
+            return self.train_ptr, self.train_items
+        return self._test_context
+
+    @cached_property
+    def _test_context(self) -> tuple[np.ndarray, np.ndarray]:
+        users = np.concatenate([self.train_users, np.repeat(np.arange(self.n_users), np.diff(self.valid_ptr))])
+        items = np.concatenate([self.train_items, self.valid_items])
+        order = np.argsort(users, kind="stable")  # stable: validation items stay after training items
+        return np.searchsorted(users[order], np.arange(self.n_users + 1)), items[order]
+
+    def seen(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """Items excluded when ranking for ``part`` (the items of its context)."""
+        return self.context(part)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_items), "valid": len(self.valid_items), "test": len(self.test_items)}
+
+
+def split_dataset(ds: Dataset, options: SplitOptions = SplitOptions()) -> Split:
+    """Per-user split: temporal leave-one-out (default) or a random ratio split.
+
+    Users with fewer than ``options.min_interactions`` interactions stay in training only.
+    """
+    ptr = np.searchsorted(ds.users, np.arange(ds.n_users + 1))
+    counts = np.diff(ptr)
+    eligible = counts >= options.min_interactions
+    if not eligible.any():
+        raise DataError(f"{ds.source}: dataset too small to split: no user has at least "
+                        f"{options.min_interactions} interactions (largest has {counts.max(initial=0)})")
+    rng = np.random.default_rng(options.seed)
+    part = np.zeros(ds.n_interactions, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    for u in np.flatnonzero(eligible):
+        lo, hi = ptr[u], ptr[u + 1]
+        n = hi - lo
+        if options.method == "loo":
+            part[hi - 1], part[hi - 2] = 2, 1
+        else:
+            n_test = max(1, int(round(options.test_ratio * n)))
+            n_valid = max(1, int(round(options.valid_ratio * n)))
+            n_valid = min(n_valid, n - n_test - 1)
+            idx = lo + rng.permutation(n)
+            part[idx[:n_test]] = 2
+            part[idx[n_test:n_test + n_valid]] = 1
+
+    def csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.searchsorted(ds.users[mask], np.arange(ds.n_users + 1)), ds.items[mask]
+
+    vp, vi = csr(part == 1)
+    tp, ti = csr(part == 2)
+    return Split(n_users=ds.n_users, n_items=ds.n_items, train_users=ds.users[part == 0],
+                 train_items=ds.items[part == 0], valid_ptr=vp, valid_items=vi, test_ptr=tp,
+                 test_items=ti, options=options)

@@ -1,0 +1,175 @@
+"""Teacher -> soft labels -> student.
+
+The soft label of a training example is the frozen teacher's output for the *same user tensor*
+the student is scored on in that batch (``SoftLabels.logits(users)``), so a label from another
+user, split or order cannot reach the loss. Teacher logits are computed once per user and cached
+when they fit in ``cache_bytes``; otherwise they are computed per batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill_core.config import DistillConfig, ModelSpec, RunConfig, TrainConfig
+from distill_core.data.dataset import Dataset, Split, split_dataset
+from distill_core.errors import ConfigError
+from distill_core.losses import KDLossOutput, kd_loss
+from distill_core.metrics import evaluate_ranking
+from distill_core.models import Recommender, build_model
+from distill_core.trainer import Callback, FitResult, TrainerControl, fit, seeded
+
+log = logging.getLogger(__name__)
+
+CACHE_BYTES = 512 * 2**20
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available (use auto or cpu)")
+    return torch.device(name)
+
+
+class SoftLabels:
+    """Frozen teacher logits per user: ``logits(users) -> (batch, n_items)``."""
+
+    def __init__(self, teacher: Recommender, n_users: int, cache_bytes: int = CACHE_BYTES) -> None:
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.cache: torch.Tensor | None = None
+        if n_users * teacher.n_items * 4 <= cache_bytes:
+            device = next(teacher.parameters()).device
+            rows = [teacher.score_all(torch.arange(s, min(s + 1024, n_users), device=device))
+                    for s in range(0, n_users, 1024)]
+            self.cache = torch.cat(rows)  # (n_users, n_items)
+
+    def logits(self, users: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[users]
+        return self.teacher.score_all(users)
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with what the reports need."""
+
+    model: Recommender
+    role: str  # "teacher" | "student_kd" | "student_plain"
+    spec: ModelSpec
+    train: TrainConfig
+    distill: DistillConfig | None
+    fit: FitResult
+    test: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"params": self.model.n_params(), "bytes": self.model.n_bytes(), "metrics": self.test,
+                "train_seconds": self.fit.seconds, "best_epoch": self.fit.best_epoch,
+                "score_ms_per_1k_users": scoring_ms_per_1k(self.model)}
+
+
+def evaluate(model: Recommender, split: Split, part: str, ks: tuple[int, ...] = (10, 20),
+             chunk: int = 512) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on ``part`` ("valid" or "test")."""
+    device = next(model.parameters()).device
+    model.set_context(*split.context(part))
+    try:
+        return evaluate_ranking(model.score_all, split.eval_users(part), split.held_out(part),
+                                split.seen(part), split.n_items, ks=ks, chunk=chunk, device=device)
+    finally:
+        model.set_context(*split.context("train"))
+
+
+def scoring_ms_per_1k(model: Recommender, batch: int = 256, repeats: int = 3) -> float:
+    """Median wall time to score 1,000 users against every item, in ms."""
+    device = next(model.parameters()).device
+    users = torch.arange(1000, device=device) % model.n_users
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for s in range(0, 1000, batch):
+            model.score_all(users[s:s + batch])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str = "teacher",
+                teacher: Recommender | None = None, distill: DistillConfig | None = None,
+                callbacks: Sequence[Callback] = (), control: TrainerControl | None = None) -> TrainedModel:
+    """Train one model on ``split``; with ``teacher`` and ``distill``, by the KD loss."""
+    device = resolve_device(train.device)
+    if teacher is not None and (teacher.n_users, teacher.n_items) != (split.n_users, split.n_items):
+        raise ConfigError(f"the teacher was trained on a dataset with {teacher.n_users} users and "
+                          f"{teacher.n_items} items, not on this one ({split.n_users} users, "
+                          f"{split.n_items} items); train a teacher on this dataset first")
+    with seeded(train.seed):
+        model = build_model(spec, split).to(device)
+    cfg = distill if (teacher is not None and distill is not None) else DistillConfig(alpha=1.0)
+    soft = SoftLabels(teacher.to(device), split.n_users) if teacher is not None and cfg.alpha < 1 else None
+    users = torch.as_tensor(split.train_users, device=device)
+    items = torch.as_tensor(split.train_items, device=device)
+
+    def loss_fn(u: torch.Tensor, i: torch.Tensor) -> KDLossOutput:
+        return kd_loss(model(u), i, soft.logits(u) if soft is not None else None, cfg)
+
+    def validate() -> dict[str, float]:
+        m = evaluate(model, split, "valid", ks=(10,))
+        return {"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]}
+
+    res = fit(model, users, items, loss_fn, validate, train, callbacks, control)
+    out = TrainedModel(model=model, role=role, spec=spec, train=train,
+                       distill=cfg if soft is not None else None, fit=res)
+    if not res.cancelled:
+        out.test = evaluate(model, split, "test")
+    return out
+
+
+@dataclass
+class PipelineResult:
+    dataset: Dataset
+    split: Split
+    config: RunConfig
+    teacher: TrainedModel
+    student_kd: TrainedModel
+    student_plain: TrainedModel
+
+    def report(self) -> dict[str, Any]:
+        """The JSON report of ``python -m distill_core run``."""
+        keys = ("hr@10", "ndcg@10", "recall@20", "mrr")
+        out: dict[str, Any] = {"dataset": {"name": self.dataset.name, "users": self.dataset.n_users,
+                                           "items": self.dataset.n_items,
+                                           "interactions": self.dataset.n_interactions},
+                               "config": self.config.to_dict()}
+        for tm in (self.teacher, self.student_kd, self.student_plain):
+            s = tm.summary()
+            s["metrics"] = {k: s["metrics"].get(k, float("nan")) for k in keys} | {
+                k: v for k, v in s["metrics"].items() if k not in keys}
+            out[tm.role] = s
+        t, kd, pl = (out[r]["metrics"]["ndcg@10"] for r in ("teacher", "student_kd", "student_plain"))
+        out["summary"] = {"param_ratio": out["student_kd"]["params"] / out["teacher"]["params"],
+                          "retention_ndcg@10": kd / t if t else float("nan"),
+                          "gain_ndcg@10": kd / pl if pl else float("nan")}
+        return out
+
+
+def run_pipeline(ds: Dataset, cfg: RunConfig, callbacks: Sequence[Callback] = (),
+                 control: TrainerControl | None = None) -> PipelineResult:
+    """Teacher, then the distilled student, then the same student without distillation."""
+    split = split_dataset(ds, cfg.split)
+    teacher = train_model(split, cfg.teacher, cfg.teacher_train, role="teacher", callbacks=callbacks,
+                          control=control)
+    kd = train_model(split, cfg.student, cfg.student_train, role="student_kd", teacher=teacher.model,
+                     distill=cfg.distill, callbacks=callbacks, control=control)
+    plain = train_model(split, cfg.student, cfg.student_train, role="student_plain",
+                        callbacks=callbacks, control=control)
+    return PipelineResult(ds, split, cfg, teacher, kd, plain)

@@ -1,0 +1,21 @@
+"""Model families behind one contract (``Recommender``): ``(batch,) users -> (batch, n_items)`` logits."""
+from __future__ import annotations
+
+from distill_core.config import ModelSpec
+from distill_core.data.dataset import Split
+from distill_core.models.base import Recommender
+from distill_core.models.mf import MF
+from distill_core.models.two_tower import TwoTower
+
+__all__ = ["MF", "Recommender", "TwoTower", "build_model"]
+
+
+def build_model(spec: ModelSpec, split: Split) -> Recommender:
+    """A fresh model of ``spec`` sized for ``split``'s users and items."""
+    if spec.family == "mf":
+        return MF(spec, split.n_users, split.n_items)
+    if spec.family == "two_tower":
+        model: Recommender = TwoTower(spec, split.n_users, split.n_items)
+        model.set_context(*split.context("train"))
+        return model
+    raise ValueError(f"unknown model family {spec.family!r}")  # ModelSpec already refuses this

@@ -1,0 +1,139 @@
+"""The small training loop shared by teachers and students.
+
+It fires events to callbacks (``on_event(name, payload)``) and steers only through a
+``TrainerControl``: the dashboard's Stop button sets ``should_stop`` and the loop returns at the
+next batch boundary. Early stopping keeps the weights of the best validation NDCG@10.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from distill_core.config import TrainConfig
+from distill_core.errors import RecDistillError
+from distill_core.losses import KDLossOutput
+
+log = logging.getLogger(__name__)
+
+_SEED_LOCK = threading.Lock()  # torch's global RNG is shared by every thread
+
+
+class TrainingError(RecDistillError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and torch (call under ``seeded()`` when other threads may train)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class seeded:
+    """Context manager: hold the seed lock and seed everything, so model init is reproducible
+    even while other jobs are initialising models in other threads."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        _SEED_LOCK.acquire()
+        set_seed(self.seed)
+
+    def __exit__(self, *exc: object) -> None:
+        _SEED_LOCK.release()
+
+
+@dataclass
+class TrainerControl:
+    """How the outside world steers a running loop (cf. Hugging Face ``TrainerControl``)."""
+
+    should_stop: bool = False
+
+
+class Callback(Protocol):
+    def on_event(self, name: str, payload: dict[str, Any]) -> None: ...
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], KDLossOutput]  # (users, items) -> loss terms
+Validate = Callable[[], dict[str, float]]  # metrics on the validation split
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    best_metric: float = float("-inf")
+    cancelled: bool = False
+    early_stopped: bool = False
+    seconds: float = 0.0
+
+
+def fit(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, loss_fn: LossFn, validate: Validate,
+        cfg: TrainConfig, callbacks: Sequence[Callback] = (), control: TrainerControl | None = None,
+        monitor: str = "ndcg@10") -> FitResult:
+    """Train ``model`` on the pairs ``(users, items)`` (both ``(n,)`` on the model's device)."""
+    control = control or TrainerControl()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(users)
+    steps = max(1, math.ceil(n / cfg.batch_size))
+    res = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    t0 = time.perf_counter()
+
+    def fire(name: str, **payload: Any) -> None:
+        for cb in callbacks:
+            cb.on_event(name, payload)
+
+    fire("train_start", epochs=cfg.epochs, steps_per_epoch=steps, examples=n)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(users.device)
+        sums = torch.zeros(3, dtype=torch.float64)
+        for step in range(steps):
+            if control.should_stop:
+                res.cancelled = True
+                break
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            out = loss_fn(users[idx], items[idx])
+            opt.zero_grad(set_to_none=True)
+            out.total.backward()
+            opt.step()
+            vals = torch.stack([out.ce.detach(), out.kl.detach(), out.total.detach()]).double().cpu()
+            if not torch.isfinite(vals).all():
+                raise TrainingError(f"the loss became {vals[2].item()} at epoch {epoch}, step {step + 1}; "
+                                    "training stopped. Lower the learning rate or the temperature.")
+            sums += vals * len(idx)
+            ce, kl, total = vals.tolist()
+            fire("step_end", epoch=epoch, step=step + 1, steps_per_epoch=steps, ce=ce, kl=kl, total=total)
+        if res.cancelled:
+            break
+        row = {"epoch": float(epoch), "ce": float(sums[0]) / n, "kl": float(sums[1]) / n,
+               "total": float(sums[2]) / n, "seconds": time.perf_counter() - t0}
+        row.update({f"val_{k}": v for k, v in validate().items()})
+        res.history.append(row)
+        score = row[f"val_{monitor}"]
+        if score > res.best_metric:
+            res.best_metric, res.best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        fire("epoch_end", epoch=epoch, epochs=cfg.epochs, metrics=row)
+        if cfg.patience and epoch - res.best_epoch >= cfg.patience:
+            res.early_stopped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    res.seconds = time.perf_counter() - t0
+    fire("train_end", cancelled=res.cancelled, best_epoch=res.best_epoch, seconds=res.seconds)
+    return res
