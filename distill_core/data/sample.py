@@ -128,9 +128,11 @@ def generate_sample(spec: SampleSpec = SampleSpec()) -> tuple[pd.DataFrame, pd.D
     by_genre = [np.flatnonzero(primary == g) for g in range(n_g)]
     for members in by_genre:
         ranks = rng.permutation(len(members)) + 1
-        pop[members] = 1.0 / ranks ** 1.05
-    pop *= rng.lognormal(0.0, 0.5, size=spec.n_items)
-    group_genres = [rng.choice(n_g, size=3, replace=False) for _ in range(spec.n_taste_groups)]
+        pop[members] = 1.0 / ranks ** 1.3
+    pop *= rng.lognormal(0.0, 1.0, size=spec.n_items)
+    niche_pop = 1.0 / (rng.permutation(n_g) + 1) ** 0.8  # some niches are mainstream, most are not
+    group_genres = [rng.choice(n_g, size=3, replace=False, p=niche_pop / niche_pop.sum())
+                    for _ in range(spec.n_taste_groups)]
 
     def taste(group: int) -> np.ndarray:
         alpha = np.full(n_g, 0.02)

@@ -1,0 +1,138 @@
+"""Model contract, the training loop, soft-label alignment and reproducibility."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distill_core.config import DistillConfig, ModelSpec, TrainConfig
+from distill_core.distill import SoftLabels, evaluate, train_model
+from distill_core.errors import ConfigError
+from distill_core.losses import KDLossOutput
+from distill_core.models import build_model
+from distill_core.trainer import TrainerControl, TrainingError, fit
+
+FAST = TrainConfig(epochs=2, lr=1e-2, batch_size=256, device="cpu")
+
+
+@pytest.mark.parametrize("family", ["mf", "two_tower"])
+def test_contract_and_one_epoch_smoke(tiny_split, family):
+    m = build_model(ModelSpec(family, 8), tiny_split)
+    out = m(torch.arange(5))
+    assert out.shape == (5, tiny_split.n_items)
+    assert m.n_params() == sum(p.numel() for p in m.parameters()) > 0
+    assert m.n_bytes() >= 4 * m.n_params()
+    tm = train_model(tiny_split, ModelSpec(family, 8), TrainConfig(epochs=1, device="cpu"))
+    assert len(tm.fit.history) == 1 and np.isfinite(tm.fit.history[0]["total"])
+    assert 0 <= tm.test["ndcg@10"] <= 1
+
+
+def test_two_tower_context_sees_only_the_past(tiny_split):
+    m = build_model(ModelSpec("two_tower", 8), tiny_split)
+    u = int(tiny_split.eval_users("test")[0])
+    vp, vi = tiny_split.held_out("valid")
+    tp, ti = tiny_split.held_out("test")
+    assert vi[vp[u]] not in m.history[u].tolist() or vi[vp[u]] in tiny_split.train_items[tiny_split.train_users == u]
+    m.set_context(*tiny_split.context("test"))
+    assert m.history[u, -1].item() == vi[vp[u]]  # the validation item is the newest context item
+    assert ti[tp[u]] not in m.history[u].tolist()  # the test item never is
+
+
+def test_mf_learns_on_tiny_data(tiny_split):
+    before = evaluate(build_model(ModelSpec("mf", 16), tiny_split), tiny_split, "valid")["ndcg@10"]
+    tm = train_model(tiny_split, ModelSpec("mf", 16), TrainConfig(epochs=8, lr=1e-2, batch_size=128, device="cpu"))
+    assert tm.fit.best_metric > before + 0.02
+
+
+def test_soft_labels_are_the_teachers_rows_for_the_same_users(tiny_split):
+    teacher = build_model(ModelSpec("mf", 8), tiny_split)
+    soft = SoftLabels(teacher, tiny_split.n_users)
+    users = torch.tensor([5, 2, 5, 0, 7])
+    assert torch.allclose(soft.logits(users), teacher.score_all(users), atol=1e-6)
+    assert not torch.allclose(soft.logits(users[[1, 0, 2, 3, 4]]), teacher.score_all(users), atol=1e-6)
+    per_batch = SoftLabels(teacher, tiny_split.n_users, cache_bytes=0)  # no cache: computed per batch
+    assert per_batch.cache is None and torch.allclose(per_batch.logits(users), soft.logits(users))
+
+
+def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch):
+    """Record every (student users, teacher logits) pair the KD loss sees during training."""
+    import distill_core.distill as dm
+
+    teacher = build_model(ModelSpec("mf", 8), tiny_split)
+    seen = []
+    real = dm.kd_loss
+
+    def spy(s_logits, targets, t_logits, cfg):
+        seen.append((targets.clone(), t_logits.clone()))
+        return real(s_logits, targets, t_logits, cfg)
+
+    monkeypatch.setattr(dm, "kd_loss", spy)
+    orig_logits = SoftLabels.logits
+    users_seen = []
+    monkeypatch.setattr(SoftLabels, "logits", lambda self, u: (users_seen.append(u.clone()), orig_logits(self, u))[1])
+    train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, batch_size=64, device="cpu"),
+                teacher=teacher, distill=DistillConfig(0.5, 2.0))
+    train_pairs = set(zip(tiny_split.train_users.tolist(), tiny_split.train_items.tolist()))
+    assert len(seen) == len(users_seen) > 0
+    for (targets, t_logits), users in zip(seen, users_seen):
+        assert torch.allclose(t_logits, teacher.score_all(users), atol=1e-6)
+        # every (user, target) pair is a training pair: no validation/test item reaches the loss
+        assert all(p in train_pairs for p in zip(users.tolist(), targets.tolist()))
+
+
+def test_same_seed_same_metrics_on_cpu(tiny_split):
+    a = train_model(tiny_split, ModelSpec("mf", 8), FAST)
+    b = train_model(tiny_split, ModelSpec("mf", 8), FAST)
+    c = train_model(tiny_split, ModelSpec("mf", 8), TrainConfig(epochs=2, lr=1e-2, batch_size=256, seed=1))
+    assert a.test == b.test
+    assert a.fit.history[-1]["total"] == b.fit.history[-1]["total"] != c.fit.history[-1]["total"]
+
+
+def test_stop_flag_is_honoured_at_a_batch_boundary(tiny_split):
+    control = TrainerControl()
+    steps = []
+
+    class StopAfter3:
+        def on_event(self, name, payload):
+            if name == "step_end":
+                steps.append(payload["step"])
+                if len(steps) == 3:
+                    control.should_stop = True
+
+    tm = train_model(tiny_split, ModelSpec("mf", 8), TrainConfig(epochs=5, batch_size=32, device="cpu"),
+                     callbacks=[StopAfter3()], control=control)
+    assert tm.fit.cancelled and len(steps) == 3 and tm.test == {}
+
+
+def test_nan_loss_stops_training():
+    w = torch.nn.Parameter(torch.ones(1))
+
+    def loss_fn(u, i):
+        t = w * float("nan")
+        return KDLossOutput(ce=t.sum(), kl=t.sum() * 0, total=t.sum())
+
+    with pytest.raises(TrainingError, match="nan"):
+        fit(torch.nn.Linear(1, 1), torch.arange(10), torch.arange(10), loss_fn, lambda: {"ndcg@10": 0.0},
+            TrainConfig(epochs=1, batch_size=4))
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_split):
+    tm = train_model(tiny_split, ModelSpec("mf", 32), TrainConfig(epochs=40, lr=5e-2, batch_size=64, patience=2))
+    assert tm.fit.early_stopped
+    best = max(r["val_ndcg@10"] for r in tm.fit.history)
+    assert tm.fit.best_metric == best
+    assert evaluate(tm.model, tiny_split, "valid", ks=(10,))["ndcg@10"] == pytest.approx(best)
+
+
+def test_teacher_from_another_dataset_is_refused(tiny_split):
+    other = build_model(ModelSpec("mf", 4), tiny_split)
+    other.n_users += 1
+    with pytest.raises(ConfigError, match="not on this one"):
+        train_model(tiny_split, ModelSpec("mf", 4), FAST, teacher=other, distill=DistillConfig())
+
+
+def test_cuda_refused_without_gpu(tiny_split):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="cuda"):
+        train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, device="cuda"))
