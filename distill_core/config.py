@@ -106,7 +106,7 @@ class TrainConfig:
 class DistillConfig:
     """The KD loss: ``alpha * CE + (1 - alpha) * T^2 * KL`` (alpha weights the hard labels)."""
 
-    alpha: float = 0.2
+    alpha: float = 0.5
     temperature: float = 2.0
     t_squared: bool = True  # multiply the KL term by T^2 (off only for teaching)
 

@@ -162,7 +162,7 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
         assert set(m["metrics"]) >= {"hr@10", "ndcg@10", "recall@20", "mrr"}
         assert m["params"] > 0 and m["bytes"] >= 4 * m["params"] and m["score_ms_per_1k_users"] > 0
     assert rep["student_kd"]["params"] == rep["student_plain"]["params"] < rep["teacher"]["params"]
-    assert rep["config"]["distill"]["alpha"] == pytest.approx(0.2)
+    assert rep["config"]["distill"]["alpha"] == pytest.approx(0.5)
 
 
 def test_cli_bad_input_exits_2(tmp_path):
