@@ -11,7 +11,8 @@ from typing import Any
 
 from distill_core.errors import ConfigError
 
-MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower")
+MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec")
+SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
@@ -65,7 +66,10 @@ class ModelSpec:
 
     family: str = "mf"
     dim: int = 64  # embedding width
-    layers: int = 2  # hidden layers per tower (two_tower only)
+    layers: int = 2  # hidden layers of the user tower (two_tower) or attention blocks (sasrec)
+    heads: int = 2  # attention heads (sasrec)
+    max_len: int = 50  # recent items a sequential model reads (two_tower, sasrec)
+    dropout: float = 0.2  # (sasrec)
 
     def __post_init__(self) -> None:
         _check(self.family in MODEL_FAMILIES, "model family", f"must be one of {', '.join(MODEL_FAMILIES)}",
@@ -74,6 +78,13 @@ class ModelSpec:
                "dim", "must be an integer between 1 and 4096", self.dim)
         _check(isinstance(self.layers, int) and 0 <= self.layers <= 8, "layers",
                "must be an integer between 0 and 8", self.layers)
+        if self.family == "sasrec":
+            _check(self.layers >= 1, "layers", "must be at least 1 for sasrec", self.layers)
+        _check(isinstance(self.heads, int) and self.heads >= 1 and self.dim % self.heads == 0, "heads",
+               f"must be a positive integer dividing dim={self.dim}", self.heads)
+        _check(isinstance(self.max_len, int) and 1 <= self.max_len <= 1000, "max_len",
+               "must be an integer between 1 and 1000", self.max_len)
+        _check(_finite(self.dropout) and 0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,14 @@ class DistillConfig:
     alpha: float = 0.5
     temperature: float = 2.0
     t_squared: bool = True  # multiply the KL term by T^2 (off only for teaching)
+    # "current": one soft label per user, the teacher's output after the user's training sequence;
+    # "per-step": the teacher's output at the position of each training example;
+    # "auto": per-step when teacher and student are of one family, current otherwise.
+    soft_labels: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.soft_labels in SOFT_LABEL_MODES, "soft_labels", f"must be one of {', '.join(SOFT_LABEL_MODES)}",
+               self.soft_labels)
         _check(_finite(self.alpha) and 0 <= self.alpha <= 1, "alpha", "must be between 0 and 1", self.alpha)
         _check(_finite(self.temperature) and self.temperature > 0, "temperature",
                "must be a finite number > 0", self.temperature)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,21 +38,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class SoftLabels:
-    """Frozen teacher logits per user: ``logits(users) -> (batch, n_items)``."""
+def soft_label_mode(teacher: Recommender, student_family: str, requested: str = "auto") -> str:
+    """``current`` or ``per-step`` (see ``DistillConfig.soft_labels``); an id-only teacher has no
+    steps, so both modes are the same there and ``current`` is used."""
+    if not teacher.sequential:
+        return "current"
+    if requested == "auto":
+        return "per-step" if teacher.family == student_family else "current"
+    return requested
 
-    def __init__(self, teacher: Recommender, n_users: int, cache_bytes: int = CACHE_BYTES) -> None:
+
+class SoftLabels:
+    """The frozen teacher's logits for each training example: ``logits(users, idx) -> (batch, n_items)``.
+
+    ``current``: one row per user, the teacher's output after the user's whole *training* sequence
+    (computed once and cached when it fits in ``cache_bytes``). ``per-step``: the teacher's output for
+    the example's own prefix (the items before its target), computed per batch. Either way the rows
+    are looked up with the very ``users`` / ``idx`` tensors the student is trained on in that batch,
+    and the teacher only ever reads training items.
+    """
+
+    def __init__(self, teacher: Recommender, split: Split, mode: str = "current",
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        self.mode = mode
+        device = next(teacher.parameters()).device
+        teacher.set_context(*split.context("train"))
+        self.prefixes = (torch.as_tensor(split.train_prefixes(teacher.max_len), device=device)
+                         if mode == "per-step" else None)
         self.cache: torch.Tensor | None = None
-        if n_users * teacher.n_items * 4 <= cache_bytes:
-            device = next(teacher.parameters()).device
-            rows = [teacher.score_all(torch.arange(s, min(s + 1024, n_users), device=device))
-                    for s in range(0, n_users, 1024)]
+        if mode == "current" and split.n_users * teacher.n_items * 4 <= cache_bytes:
+            rows = [teacher.score_all(torch.arange(s, min(s + 1024, split.n_users), device=device))
+                    for s in range(0, split.n_users, 1024)]
             self.cache = torch.cat(rows)  # (n_users, n_items)
 
-    def logits(self, users: torch.Tensor) -> torch.Tensor:
+    def logits(self, users: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if self.prefixes is not None:
+            if idx is None:
+                raise ValueError("per-step soft labels need the example indices")
+            return self.teacher.score_all(users, self.prefixes[idx])
         if self.cache is not None:
             return self.cache[users]
         return self.teacher.score_all(users)
@@ -115,20 +141,26 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     with seeded(train.seed):
         model = build_model(spec, split).to(device)
     cfg = distill if (teacher is not None and distill is not None) else DistillConfig(alpha=1.0)
-    soft = SoftLabels(teacher.to(device), split.n_users) if teacher is not None and cfg.alpha < 1 else None
+    soft = None
+    if teacher is not None and cfg.alpha < 1:
+        teacher = teacher.to(device)
+        soft = SoftLabels(teacher, split, soft_label_mode(teacher, spec.family, cfg.soft_labels))
     users = torch.as_tensor(split.train_users, device=device)
     items = torch.as_tensor(split.train_items, device=device)
+    prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
 
-    def loss_fn(u: torch.Tensor, i: torch.Tensor) -> KDLossOutput:
-        return kd_loss(model(u), i, soft.logits(u) if soft is not None else None, cfg)
+    def loss_fn(idx: torch.Tensor) -> KDLossOutput:
+        u = users[idx]
+        logits = model(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
+        return kd_loss(logits, items[idx], soft.logits(u, idx) if soft is not None else None, cfg)
 
     def validate() -> dict[str, float]:
         m = evaluate(model, split, "valid", ks=(10,))
         return {"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]}
 
-    res = fit(model, users, items, loss_fn, validate, train, callbacks, control)
-    out = TrainedModel(model=model, role=role, spec=spec, train=train,
-                       distill=cfg if soft is not None else None, fit=res)
+    res = fit(model, len(items), loss_fn, validate, train, callbacks, control, device=device)
+    used = replace(cfg, soft_labels=soft.mode) if soft is not None else None
+    out = TrainedModel(model=model, role=role, spec=spec, train=train, distill=used, fit=res)
     if not res.cancelled:
         out.test = evaluate(model, split, "test")
     return out

@@ -59,7 +59,8 @@ def _info(tm: TrainedModel) -> dict[str, Any]:
     s = tm.summary()
     return {"params": s["params"], "bytes": s["bytes"], "train_seconds": s["train_seconds"],
             "best_epoch": s["best_epoch"], "score_ms_per_1k_users": s["score_ms_per_1k_users"],
-            "family": tm.spec.family, "dim": tm.spec.dim, "device": str(next(tm.model.parameters()).device)}
+            "family": tm.spec.family, "dim": tm.spec.dim, "device": str(next(tm.model.parameters()).device),
+            "soft_labels": tm.distill.soft_labels if tm.distill is not None else None}
 
 
 def _config(split: SplitOptions, spec: ModelSpec, train: TrainConfig, distill: DistillConfig | None) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class Callback(Protocol):
     def on_event(self, name: str, payload: dict[str, Any]) -> None: ...
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], KDLossOutput]  # (users, items) -> loss terms
+LossFn = Callable[[torch.Tensor], KDLossOutput]  # (batch,) example indices -> loss terms
 Validate = Callable[[], dict[str, float]]  # metrics on the validation split
 
 
@@ -79,14 +79,13 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fit(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, loss_fn: LossFn, validate: Validate,
-        cfg: TrainConfig, callbacks: Sequence[Callback] = (), control: TrainerControl | None = None,
-        monitor: str = "ndcg@10") -> FitResult:
-    """Train ``model`` on the pairs ``(users, items)`` (both ``(n,)`` on the model's device)."""
+def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate, cfg: TrainConfig,
+        callbacks: Sequence[Callback] = (), control: TrainerControl | None = None, monitor: str = "ndcg@10",
+        device: torch.device | str = "cpu") -> FitResult:
+    """Train ``model`` on ``n`` examples; ``loss_fn(idx)`` computes the loss of the examples ``idx``."""
     control = control or TrainerControl()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    n = len(users)
     steps = max(1, math.ceil(n / cfg.batch_size))
     res = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
@@ -99,14 +98,14 @@ def fit(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, loss_f
     fire("train_start", epochs=cfg.epochs, steps_per_epoch=steps, examples=n)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        perm = torch.randperm(n, generator=gen).to(users.device)
+        perm = torch.randperm(n, generator=gen).to(device)
         sums = torch.zeros(3, dtype=torch.float64)
         for step in range(steps):
             if control.should_stop:
                 res.cancelled = True
                 break
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            out = loss_fn(users[idx], items[idx])
+            out = loss_fn(idx)
             opt.zero_grad(set_to_none=True)
             out.total.backward()
             opt.step()

@@ -15,7 +15,7 @@ from distill_core.trainer import TrainerControl, TrainingError, fit
 FAST = TrainConfig(epochs=2, lr=1e-2, batch_size=256, device="cpu")
 
 
-@pytest.mark.parametrize("family", ["mf", "two_tower"])
+@pytest.mark.parametrize("family", ["mf", "two_tower", "sasrec"])
 def test_contract_and_one_epoch_smoke(tiny_split, family):
     m = build_model(ModelSpec(family, 8), tiny_split)
     out = m(torch.arange(5))
@@ -46,11 +46,11 @@ def test_mf_learns_on_tiny_data(tiny_split):
 
 def test_soft_labels_are_the_teachers_rows_for_the_same_users(tiny_split):
     teacher = build_model(ModelSpec("mf", 8), tiny_split)
-    soft = SoftLabels(teacher, tiny_split.n_users)
+    soft = SoftLabels(teacher, tiny_split)
     users = torch.tensor([5, 2, 5, 0, 7])
     assert torch.allclose(soft.logits(users), teacher.score_all(users), atol=1e-6)
     assert not torch.allclose(soft.logits(users[[1, 0, 2, 3, 4]]), teacher.score_all(users), atol=1e-6)
-    per_batch = SoftLabels(teacher, tiny_split.n_users, cache_bytes=0)  # no cache: computed per batch
+    per_batch = SoftLabels(teacher, tiny_split, cache_bytes=0)  # no cache: computed per batch
     assert per_batch.cache is None and torch.allclose(per_batch.logits(users), soft.logits(users))
 
 
@@ -69,7 +69,8 @@ def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch):
     monkeypatch.setattr(dm, "kd_loss", spy)
     orig_logits = SoftLabels.logits
     users_seen = []
-    monkeypatch.setattr(SoftLabels, "logits", lambda self, u: (users_seen.append(u.clone()), orig_logits(self, u))[1])
+    monkeypatch.setattr(SoftLabels, "logits",
+                        lambda self, u, idx=None: (users_seen.append(u.clone()), orig_logits(self, u, idx))[1])
     train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, batch_size=64, device="cpu"),
                 teacher=teacher, distill=DistillConfig(0.5, 2.0))
     train_pairs = set(zip(tiny_split.train_users.tolist(), tiny_split.train_items.tolist()))
@@ -107,13 +108,12 @@ def test_stop_flag_is_honoured_at_a_batch_boundary(tiny_split):
 def test_nan_loss_stops_training():
     w = torch.nn.Parameter(torch.ones(1))
 
-    def loss_fn(u, i):
+    def loss_fn(idx):
         t = w * float("nan")
         return KDLossOutput(ce=t.sum(), kl=t.sum() * 0, total=t.sum())
 
     with pytest.raises(TrainingError, match="nan"):
-        fit(torch.nn.Linear(1, 1), torch.arange(10), torch.arange(10), loss_fn, lambda: {"ndcg@10": 0.0},
-            TrainConfig(epochs=1, batch_size=4))
+        fit(torch.nn.Linear(1, 1), 10, loss_fn, lambda: {"ndcg@10": 0.0}, TrainConfig(epochs=1, batch_size=4))
 
 
 def test_early_stopping_keeps_the_best_epoch(tiny_split):

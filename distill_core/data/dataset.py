@@ -163,6 +163,20 @@ class Split:
         """CSR pointer into ``train_items`` (train pairs are grouped by user)."""
         return np.searchsorted(self.train_users, np.arange(self.n_users + 1))
 
+    def train_prefixes(self, length: int) -> np.ndarray:
+        """``(n_train, length)``: for each training pair, the user's training items just *before* it
+        (newest last, left-padded with ``n_items``). A training input never holds its own target or
+        anything later, and never a validation or test item."""
+        n = len(self.train_items)
+        start = self.train_ptr[self.train_users]  # (n_train,) first training pair of each pair's user
+        out = np.full((n, length), self.n_items, dtype=np.int64)
+        pos = np.arange(n)
+        for k in range(1, length + 1):
+            prev = pos - k
+            ok = prev >= start
+            out[ok, length - k] = self.train_items[prev[ok]]
+        return out
+
     def context(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """``(ptr, items)``: what a model may know of each user when predicting ``part``, in time
         order: the training items for "train"/"valid", plus the validation items for "test"."""

@@ -5,17 +5,16 @@ from distill_core.config import ModelSpec
 from distill_core.data.dataset import Split
 from distill_core.models.base import Recommender
 from distill_core.models.mf import MF
+from distill_core.models.sasrec import SASRec
 from distill_core.models.two_tower import TwoTower
 
-__all__ = ["MF", "Recommender", "TwoTower", "build_model"]
+__all__ = ["MF", "Recommender", "SASRec", "TwoTower", "build_model"]
+
+_FAMILIES: dict[str, type[Recommender]] = {"mf": MF, "two_tower": TwoTower, "sasrec": SASRec}
 
 
 def build_model(spec: ModelSpec, split: Split) -> Recommender:
-    """A fresh model of ``spec`` sized for ``split``'s users and items."""
-    if spec.family == "mf":
-        return MF(spec, split.n_users, split.n_items)
-    if spec.family == "two_tower":
-        model: Recommender = TwoTower(spec, split.n_users, split.n_items)
-        model.set_context(*split.context("train"))
-        return model
-    raise ValueError(f"unknown model family {spec.family!r}")  # ModelSpec already refuses this
+    """A fresh model of ``spec`` sized for ``split``'s users and items, its context set to training."""
+    model = _FAMILIES[spec.family](spec, split.n_users, split.n_items)
+    model.set_context(*split.context("train"))
+    return model

@@ -1,8 +1,13 @@
 """The one contract every recommender honours.
 
-``forward(users)`` scores a batch of users against the whole catalogue: ``(batch,) -> (batch, n_items)``
-logits. A softmax over that row is the model's distribution over the next item, which is what the
-hard CE trains and what the KD loss compares between teacher and student.
+``forward(users, seq=None)`` scores a batch of user contexts against the whole catalogue:
+``(batch,) -> (batch, n_items)`` logits. A softmax over that row is the model's distribution over the
+next item, which is what the hard CE trains and what the KD loss compares between teacher and student.
+
+*Sequential* models also read the user's recent items. ``seq`` (``(batch, max_len)``, newest last,
+left-padded with ``n_items``) gives them explicitly (training examples use the items *before* the
+target); without it they use each user's context set by ``set_context`` (training items for
+training and validation, plus the validation item for the test ranking).
 """
 from __future__ import annotations
 
@@ -13,30 +18,51 @@ from torch import nn
 from distill_core.config import ModelSpec
 
 
+def recent_history(ptr: np.ndarray, items: np.ndarray, n_items: int, length: int) -> torch.Tensor:
+    """``(n_users, length)`` most recent items per user (CSR input), newest last, left-padded with ``n_items``."""
+    n_users = len(ptr) - 1
+    out = np.full((n_users, length), n_items, dtype=np.int64)
+    counts = np.minimum(np.diff(ptr), length)
+    for k in range(1, length + 1):  # k-th most recent item of every user at once
+        has = counts >= k
+        out[has, length - k] = items[ptr[1:][has] - k]
+    return torch.from_numpy(out)
+
+
 class Recommender(nn.Module):
-    """Base class: subclasses set ``family`` and implement ``forward``."""
+    """Base class: subclasses set ``family`` (and ``sequential``) and implement ``forward``."""
 
     family: str = ""
+    sequential: bool = False
 
-    def __init__(self, spec: ModelSpec, n_users: int, n_items: int) -> None:
+    def __init__(self, spec: ModelSpec, n_users: int, n_items: int, max_len: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.n_users = n_users
         self.n_items = n_items
+        self.max_len = max_len  # history length a sequential model reads
+        if self.sequential:
+            self.register_buffer("history", torch.full((n_users, self.max_len), n_items, dtype=torch.long),
+                                 persistent=False)  # (n_users, max_len); context, not weights
 
-    def forward(self, users: torch.Tensor) -> torch.Tensor:  # (batch,) -> (batch, n_items)
-        raise NotImplementedError
+    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError  # (batch,) [, (batch, max_len)] -> (batch, n_items)
 
     def set_context(self, ptr: np.ndarray, items: np.ndarray) -> None:
-        """Give the model each user's known items (CSR, time order); id-only models ignore it."""
+        """Each user's known items (CSR, time order); id-only models ignore it."""
+        if self.sequential:
+            self.history = recent_history(ptr, items, self.n_items, self.max_len).to(self.history.device)
+
+    def _seq(self, users: torch.Tensor, seq: torch.Tensor | None) -> torch.Tensor:
+        return self.history[users] if seq is None else seq
 
     @torch.no_grad()
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+    def score_all(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
         """Scores in eval mode without autograd: ``(batch,) -> (batch, n_items)``."""
         was_training = self.training
         self.eval()
         try:
-            return self(users)
+            return self(users, seq)
         finally:
             self.train(was_training)
 

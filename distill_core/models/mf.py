@@ -22,6 +22,6 @@ class MF(Recommender):
         nn.init.normal_(self.user.weight, std=0.1)
         nn.init.normal_(self.item.weight, std=0.1)
 
-    def forward(self, users: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
         # (batch, dim) @ (dim, n_items) -> (batch, n_items)
         return torch.addmm(self.item_bias, self.user(users), self.item.weight.t())

@@ -1,0 +1,54 @@
+"""SASRec-style sequential recommender (Kang & McAuley, 2018, "Self-Attentive Sequential Recommendation").
+
+Causal self-attention over the user's recent items with learned positional embeddings; the output at
+the newest position, dotted with the (shared) item embeddings, scores the next item:
+``score(seq, i) = <h_L(seq), e_i> + b_i``. Padding positions (left, id ``n_items``) are zeroed after
+every block, as in the paper, so they carry nothing; the causal mask keeps each position from seeing
+later ones.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from distill_core.config import ModelSpec
+from distill_core.models.base import Recommender
+
+
+class SASRec(Recommender):
+    family = "sasrec"
+    sequential = True
+
+    def __init__(self, spec: ModelSpec, n_users: int, n_items: int) -> None:
+        super().__init__(spec, n_users, n_items, max_len=spec.max_len)
+        d = spec.dim
+        self.item = nn.Embedding(n_items + 1, d, padding_idx=n_items)
+        self.pos = nn.Embedding(spec.max_len, d)
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        self.drop = nn.Dropout(spec.dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, spec.heads, dim_feedforward=2 * d, dropout=spec.dropout,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(spec.layers))
+        self.norm = nn.LayerNorm(d)
+        nn.init.normal_(self.item.weight, std=0.1)
+        nn.init.normal_(self.pos.weight, std=0.1)
+        with torch.no_grad():
+            self.item.weight[n_items].zero_()
+        causal = torch.triu(torch.ones(spec.max_len, spec.max_len, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal", causal, persistent=False)  # True = may not attend
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """Hidden states at every position: ``(batch, L) -> (batch, L, dim)``."""
+        L = seq.shape[1]
+        keep = (seq != self.n_items).unsqueeze(-1).to(self.item.weight.dtype)  # (batch, L, 1)
+        h = self.item(seq) * self.spec.dim ** 0.5 + self.pos(torch.arange(L, device=seq.device))
+        h = self.drop(h) * keep
+        mask = self.causal[:L, :L]
+        for block in self.blocks:
+            h = block(h, src_mask=mask, is_causal=True) * keep
+        return self.norm(h)
+
+    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.encode(self._seq(users, seq))[:, -1]  # (batch, dim): the newest position
+        return torch.addmm(self.item_bias, h, self.item.weight[:-1].t())  # (batch, n_items)
