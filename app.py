@@ -1,6 +1,16 @@
-"""RecDistill dashboard: page config and navigation only (the pages live in pages/)."""
+"""RecDistill dashboard: page config, navigation over app_pages/ (not pages/: that name switches Streamlit
+to its legacy multipage mode, which runs a page without this file), and the sidebar every page shares."""
 import streamlit as st
 
+from ui import sidebar
+
 st.set_page_config(page_title="RecDistill", page_icon="🧪", layout="wide")
-st.title("RecDistill")
-st.write("Knowledge distillation for recommender systems. The dashboard pages are on their way.")
+page = st.navigation([
+    st.Page("app_pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("app_pages/data.py", title="Data", icon="🗂️"),
+    st.Page("app_pages/teacher.py", title="Teacher", icon="🎓"),
+    st.Page("app_pages/distill.py", title="Distill", icon="⚗️"),
+    st.Page("app_pages/recommendations.py", title="Recommendations", icon="📋"),
+])
+sidebar.render()
+page.run()

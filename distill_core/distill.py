@@ -38,24 +38,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def soft_label_mode(teacher: Recommender, student_family: str, requested: str = "auto") -> str:
-    """``current`` or ``per-step`` (see ``DistillConfig.soft_labels``); an id-only teacher has no
-    steps, so both modes are the same there and ``current`` is used."""
+def soft_label_mode(teacher: Recommender, student: Recommender, requested: str = "auto") -> str:
+    """``current`` or ``per-step`` (see ``DistillConfig.soft_labels``).
+
+    An id-only teacher has no steps, so both modes are the same there and ``current`` is used. A
+    window-trained student (SASRec) takes per-step labels only from a window-trained teacher that
+    reads at least as long a window.
+    """
     if not teacher.sequential:
         return "current"
-    if requested == "auto":
-        return "per-step" if teacher.family == student_family else "current"
-    return requested
+    mode = requested if requested != "auto" else ("per-step" if teacher.family == student.family else "current")
+    if mode == "per-step" and student.window_training and not (
+            teacher.window_training and teacher.max_len >= student.max_len):
+        raise ConfigError(f"per-step soft labels for a {student.family} student need a sasrec teacher with "
+                          f"max_len >= {student.max_len}; use soft_labels='current'")
+    return mode
 
 
 class SoftLabels:
-    """The frozen teacher's logits for each training example: ``logits(users, idx) -> (batch, n_items)``.
+    """The frozen teacher's logits for each training example.
 
     ``current``: one row per user, the teacher's output after the user's whole *training* sequence
     (computed once and cached when it fits in ``cache_bytes``). ``per-step``: the teacher's output for
     the example's own prefix (the items before its target), computed per batch. Either way the rows
-    are looked up with the very ``users`` / ``idx`` tensors the student is trained on in that batch,
-    and the teacher only ever reads training items.
+    are looked up with the very ``users`` / ``idx`` / window tensors the student is trained on in that
+    batch, and the teacher only ever reads training items.
     """
 
     def __init__(self, teacher: Recommender, split: Split, mode: str = "current",
@@ -75,6 +82,7 @@ class SoftLabels:
             self.cache = torch.cat(rows)  # (n_users, n_items)
 
     def logits(self, users: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Soft-label logits of training pairs ``idx`` (users ``users``): ``(batch, n_items)``."""
         if self.prefixes is not None:
             if idx is None:
                 raise ValueError("per-step soft labels need the example indices")
@@ -82,6 +90,14 @@ class SoftLabels:
         if self.cache is not None:
             return self.cache[users]
         return self.teacher.score_all(users)
+
+    @torch.no_grad()
+    def window_logits(self, users: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Soft-label logits at the valid positions of windows ``seq``: ``(n_valid, n_items)``."""
+        if self.mode == "per-step":
+            return self.teacher.eval().forward_all(seq)[valid]
+        rows = self.logits(users)  # (batch, n_items)
+        return rows.unsqueeze(1).expand(-1, seq.shape[1], -1)[valid]
 
 
 @dataclass
@@ -144,21 +160,34 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     soft = None
     if teacher is not None and cfg.alpha < 1:
         teacher = teacher.to(device)
-        soft = SoftLabels(teacher, split, soft_label_mode(teacher, spec.family, cfg.soft_labels))
-    users = torch.as_tensor(split.train_users, device=device)
-    items = torch.as_tensor(split.train_items, device=device)
-    prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
+        soft = SoftLabels(teacher, split, soft_label_mode(teacher, model, cfg.soft_labels))
+    if model.window_training:
+        w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
+        n_examples = len(w_users)
+        batch = max(1, train.batch_size // model.max_len)  # about batch_size target positions per batch
 
-    def loss_fn(idx: torch.Tensor) -> KDLossOutput:
-        u = users[idx]
-        logits = model(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
-        return kd_loss(logits, items[idx], soft.logits(u, idx) if soft is not None else None, cfg)
+        def loss_fn(idx: torch.Tensor) -> KDLossOutput:
+            seq, tgt = w_in[idx], w_tgt[idx]  # (batch, L) each
+            valid = tgt >= 0
+            logits = model.forward_all(seq)[valid]  # (n_valid, n_items)
+            t = soft.window_logits(w_users[idx], seq, valid) if soft is not None else None
+            return kd_loss(logits, tgt[valid], t, cfg)
+    else:
+        users = torch.as_tensor(split.train_users, device=device)
+        items = torch.as_tensor(split.train_items, device=device)
+        prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
+        n_examples, batch = len(items), train.batch_size
+
+        def loss_fn(idx: torch.Tensor) -> KDLossOutput:
+            u = users[idx]
+            logits = model(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
+            return kd_loss(logits, items[idx], soft.logits(u, idx) if soft is not None else None, cfg)
 
     def validate() -> dict[str, float]:
         m = evaluate(model, split, "valid", ks=(10,))
         return {"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]}
 
-    res = fit(model, len(items), loss_fn, validate, train, callbacks, control, device=device)
+    res = fit(model, n_examples, loss_fn, validate, replace(train, batch_size=batch), callbacks, control, device=device)
     used = replace(cfg, soft_labels=soft.mode) if soft is not None else None
     out = TrainedModel(model=model, role=role, spec=spec, train=train, distill=used, fit=res)
     if not res.cancelled:

@@ -177,6 +177,28 @@ class Split:
             out[ok, length - k] = self.train_items[prev[ok]]
         return out
 
+    def train_windows(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user's training sequence cut into windows for next-item training at every position.
+
+        Returns ``users (W,)``, ``inputs (W, length)`` and ``targets (W, length)``: ``targets[w, j]`` is the
+        item that follows ``inputs[w, :j + 1]`` (newest last); windows are left-padded (input
+        ``n_items``, target ``-1``). Every training pair except each user's first is a target exactly
+        once, and an input only ever holds training items from before its target.
+        """
+        users, inputs, targets = [], [], []
+        for u in range(self.n_users):
+            seq = self.train_items[self.train_ptr[u]:self.train_ptr[u + 1]]
+            for end in range(len(seq), 1, -length):  # windows from the newest backwards
+                start = max(end - length - 1, 0)
+                x, y = seq[start:end - 1], seq[start + 1:end]
+                pad = length - len(x)
+                users.append(u)
+                inputs.append(np.concatenate([np.full(pad, self.n_items), x]))
+                targets.append(np.concatenate([np.full(pad, -1), y]))
+        if not users:
+            return np.zeros(0, np.int64), np.zeros((0, length), np.int64), np.zeros((0, length), np.int64)
+        return np.array(users, dtype=np.int64), np.stack(inputs).astype(np.int64), np.stack(targets).astype(np.int64)
+
     def context(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """``(ptr, items)``: what a model may know of each user when predicting ``part``, in time
         order: the training items for "train"/"valid", plus the validation items for "test"."""

@@ -34,6 +34,7 @@ class Recommender(nn.Module):
 
     family: str = ""
     sequential: bool = False
+    window_training: bool = False  # trains on whole windows via ``forward_all`` (next item at every position)
 
     def __init__(self, spec: ModelSpec, n_users: int, n_items: int, max_len: int = 0) -> None:
         super().__init__()
@@ -47,6 +48,10 @@ class Recommender(nn.Module):
 
     def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # (batch,) [, (batch, max_len)] -> (batch, n_items)
+
+    def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
+        """Window-trained models: next-item logits at every position, ``(batch, L) -> (batch, L, n_items)``."""
+        raise NotImplementedError
 
     def set_context(self, ptr: np.ndarray, items: np.ndarray) -> None:
         """Each user's known items (CSR, time order); id-only models ignore it."""

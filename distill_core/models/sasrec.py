@@ -18,6 +18,7 @@ from distill_core.models.base import Recommender
 class SASRec(Recommender):
     family = "sasrec"
     sequential = True
+    window_training = True
 
     def __init__(self, spec: ModelSpec, n_users: int, n_items: int) -> None:
         super().__init__(spec, n_users, n_items, max_len=spec.max_len)
@@ -42,12 +43,17 @@ class SASRec(Recommender):
         """Hidden states at every position: ``(batch, L) -> (batch, L, dim)``."""
         L = seq.shape[1]
         keep = (seq != self.n_items).unsqueeze(-1).to(self.item.weight.dtype)  # (batch, L, 1)
-        h = self.item(seq) * self.spec.dim ** 0.5 + self.pos(torch.arange(L, device=seq.device))
+        # positions count back from the newest item, so a shorter window means the same as a long one
+        pos = torch.arange(self.max_len - L, self.max_len, device=seq.device)
+        h = self.item(seq) * self.spec.dim ** 0.5 + self.pos(pos)
         h = self.drop(h) * keep
-        mask = self.causal[:L, :L]
+        mask = self.causal[:L, :L]  # (L, L), True above the diagonal
         for block in self.blocks:
             h = block(h, src_mask=mask, is_causal=True) * keep
         return self.norm(h)
+
+    def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.encode(seq) @ self.item.weight[:-1].t() + self.item_bias  # (batch, L, n_items)
 
     def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
         h = self.encode(self._seq(users, seq))[:, -1]  # (batch, dim): the newest position

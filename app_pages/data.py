@@ -1,0 +1,55 @@
+"""Data: the bundled sample by default; upload a file or load a folder; counts, charts, split, preview."""
+import streamlit as st
+
+from distill_core import inspect
+from ui import charts, state
+
+st.title("Data")
+st.caption("Interactions (user, item, optional rating and time) with optional item titles and genres. "
+           "Every interaction counts as a positive; each user's last item is the test item, the one before "
+           "it the validation item.")
+
+st.subheader("Load a dataset")
+c = st.columns(3)
+c[0].button("Use the bundled sample", key="data_sample", on_click=state.use_sample,
+            help="1,000 users, 1,800 items, about 100,000 interactions with a long tail (see sample_data/README.md).")
+c[1].file_uploader("Upload a file", type=state.UPLOAD_TYPES, key="data_upload", on_change=state.on_upload,
+                   args=("data_upload",),
+                   help="CSV, TSV or Parquet with user and item columns (user_id/userId, item_id/movieId, ...), "
+                        "optional rating and timestamp. The delimiter is detected.")
+c[2].text_input("Folder path", key="data_folder", placeholder="/data/ml-1m",
+                help="A MovieLens folder (ml-100k, ml-1m, ml-latest), a RecBole atomic-file folder, or a "
+                     "folder with one CSV/Parquet table, on the machine running the dashboard.")
+c[2].selectbox("Format", state.FOLDER_FORMATS, key="data_format",
+               help="auto recognises every supported layout; choose one to insist on it.")
+c[2].button("Load folder", key="data_load", on_click=state.on_load_folder, args=("data_folder", "data_format"),
+            help="Load the folder above; on failure the current dataset stays active.")
+
+
+ds = state.active_dataset()
+error = state.take_data_error()
+if error:
+    st.error(f"{error}\n\nThe dataset '{ds.name}' stays active.")
+
+stats = inspect.dataset_stats(ds)
+st.subheader(f"Active dataset: {ds.name}")
+st.caption(f"Format detected: **{ds.format}** · source: {ds.source} · fingerprint {ds.fingerprint}")
+c = st.columns(4)
+c[0].metric("Users", f"{ds.n_users:,}", help="Distinct users after removing duplicates.")
+c[1].metric("Items", f"{ds.n_items:,}", help="Distinct items with at least one interaction.")
+c[2].metric("Interactions", f"{ds.n_interactions:,}", help="Distinct (user, item) pairs.")
+c[3].metric("Density", f"{ds.density:.2%}", help="Interactions / (users × items).")
+st.caption(f"The most popular {inspect.HEAD_SHARE:.0%} of items hold {stats['head_share']:.0%} of all interactions; "
+           f"users have {stats['min_user_interactions']}-{stats['max_user_interactions']} interactions "
+           f"(median {stats['median_user_interactions']:.0f}).")
+
+c = st.columns(2)
+c[0].plotly_chart(charts.long_tail(inspect.item_popularity(ds)), key="data_long_tail")
+c[1].plotly_chart(charts.user_activity(inspect.user_activity(ds)), key="data_activity")
+
+st.subheader("Split")
+st.dataframe(inspect.split_sizes(state.split(ds)), hide_index=True, key="data_split")
+st.caption("Temporal leave-one-out per user; users with fewer than 3 interactions stay in training only.")
+
+st.subheader("Preview")
+st.dataframe(inspect.preview(ds, 50), hide_index=True, key="data_preview")

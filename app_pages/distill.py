@@ -1,0 +1,92 @@
+"""Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
+import streamlit as st
+
+from distill_core import MODEL_FAMILIES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
+from ui import charts, live, state, widgets
+
+ds = state.active_dataset()
+
+st.title("Distill")
+st.caption("The student minimises **alpha · CE(hard labels) + (1 − alpha) · T² · KL(teacher_T ‖ student_T)**: "
+           "alpha = 1 is plain training, alpha = 0 learns only from the teacher's soft labels. The same student is "
+           "also trained without the teacher (the plain student), so every result has its baseline.")
+
+teachers = state.teachers(ds)
+if not teachers:
+    st.info(f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the "
+            f"Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the Overview "
+            f"page, then come back: the teacher will be listed here.")
+    st.page_link("app_pages/teacher.py", label="Train a teacher", icon="🎓")
+    st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
+    st.stop()
+
+teacher = widgets.run_picker("Teacher", teachers, "distill_teacher",
+                             help="The trained teacher whose soft labels the student learns from (newest first).")
+job = state.current_job("distill", ds)
+snap = state.snapshot(job)
+running = snap is not None and snap.active
+
+c = st.columns(3)
+alpha = c[0].slider("alpha (weight of the hard-label CE)", 0.0, 1.0, 0.5, 0.05, key="distill_alpha",
+                    persist_state="session", help="1: no distillation (CE only). 0: only the teacher's soft labels "
+                                                  "(KL only). The soft term gets 1 − alpha.")
+temperature = c[1].slider("Temperature T", 0.5, 20.0, 2.0, 0.5, key="distill_T", persist_state="session",
+                          help="Both models' logits are divided by T before the softmax of the KL term. A higher T "
+                               "spreads the teacher's probability over more items; the soft labels below are "
+                               "redrawn at once when you move it.")
+t_squared = c[2].toggle("Multiply KL by T²", True, key="distill_t2", persist_state="session",
+                        help="Keeps the soft term's gradient size independent of T (Hinton et al., 2015). "
+                             "Switch off only to see why it is there.")
+c = st.columns(4)
+family = c[0].selectbox("Student family", MODEL_FAMILIES, key="distill_family", persist_state="session",
+                        help="mf: matrix factorisation (the fastest to serve). two_tower and sasrec also read the "
+                             "user's recent items.")
+dim = c[1].number_input("Student dim", 1, 1024, 6, key="distill_dim", persist_state="session",
+                        help="The student's embedding width; 6 gives about a tenth of the parameters of a dim-64 mf "
+                             "teacher.")
+epochs = c[2].number_input("Epochs (max)", 1, 500, 30, key="distill_epochs", persist_state="session",
+                           help="Upper bound per student; early stopping on validation NDCG@10 (patience 4).")
+lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
+                       persist_state="session", help="Adam's step size (both students).")
+
+c = st.columns([1, 1, 6])
+if c[0].button("Train", type="primary", key="distill_train", disabled=running,
+               help="Distil the student from the teacher, then train the plain student (reused when an identical "
+                    "one is stored). Runs in the background."):
+    state.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
+                                                      TrainConfig(epochs=int(epochs), lr=float(lr)),
+                                                      DistillConfig(alpha, temperature, t_squared), state.store()),
+                    f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
+                    teacher=teacher.id)
+if c[1].button("Stop", key="distill_stop", disabled=not running,
+               help="Stop at the next mini-batch; a student that finished is kept."):
+    state.cancel(job)
+
+live.show(job, live.distill_body(state.job_teacher(job)))
+
+results = state.job_runs(snap, teacher=state.job_info(job).teacher) if snap is not None and not snap.active else {}
+if len(results) == 3:
+    table = inspect.runs_table(results)
+    st.subheader("What the students reached (test split)")
+    st.dataframe(table, hide_index=True, key="distill_results")
+    st.plotly_chart(charts.compare(table), key="distill_compare")
+
+st.subheader("Soft labels")
+st.caption("One user's distribution over the next item at the T chosen above, for the teacher and the newest "
+           "students distilled from it, over the items each ranks highest. Soft labels are what the student "
+           "learns from; move T to see how it flattens or sharpens them (nothing is retrained).")
+pairs = inspect.distillations(state.store(), ds.fingerprint, teacher.id)
+split = state.split(ds, teacher.config["split"])
+c = st.columns([3, 2])
+with c[0]:
+    user = widgets.user_picker(ds, split, "distill_user")
+top_n = c[1].slider("Items per model", 3, 20, 8, key="distill_top_n", persist_state="session",
+                    help="Each model's top items at this T; the bars show the union.")
+if user is None:
+    st.stop()
+if not pairs:
+    st.caption("No student has been distilled from this teacher yet: only the teacher is shown.")
+view = inspect.soft_label_view(state.models_of(ds, teacher, pairs[0] if pairs else None), ds, split, user,
+                               temperature, top_n)
+st.plotly_chart(charts.soft_labels(view), key="distill_soft")
+widgets.entropy_metrics(view)

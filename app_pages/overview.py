@@ -1,0 +1,50 @@
+"""Overview: what RecDistill does, the one-click demo with live progress, and the way to the other pages."""
+import streamlit as st
+
+from distill_core import demo_job, inspect
+from ui import charts, live, state
+
+ds = state.active_dataset()
+job = state.current_job("demo", ds)
+snap = state.snapshot(job)
+running = snap is not None and snap.active
+
+st.title("RecDistill")
+st.markdown(
+    "Knowledge distillation for recommender systems. A large **teacher** learns which item each user "
+    "picks next; a small **student** then learns from the teacher's *soft labels* (its probability for "
+    "every item, softened by a temperature T) as well as from the items users really picked. "
+    "The same student is also trained **without** the teacher, so you see what distillation adds.")
+st.markdown(
+    f"**Run the demo** trains the default teacher (matrix factorisation, 64 dimensions), then distils a "
+    f"6-dimensional student and trains its plain twin, on the active dataset **{ds.name}** "
+    f"(about a minute on 2 CPU cores with the bundled sample). The loss curves grow as it trains.")
+
+c = st.columns([2, 1, 5])
+if c[0].button("▶ Run the demo", type="primary", key="demo_run", disabled=running,
+               help="Teacher (mf, dim 64, ≤12 epochs), distilled student and plain student (mf, dim 6, ≤15 "
+                    "epochs each), alpha 0.5, T 2. Runs in the background: you can switch pages meanwhile."):
+    state.start_job("demo", ds, lambda: demo_job(ds, state.store(), state.DEMO), f"Demo on {ds.name}")
+if c[1].button("Stop", key="demo_stop", disabled=not running,
+               help="Stop the demo at the next mini-batch; models that finished are kept."):
+    state.cancel(job)
+
+live.show(job, live.demo_progress)
+
+results = state.job_runs(snap) if snap is not None and not snap.active else {}
+if len(results) == 3:
+    table = inspect.runs_table(results)
+    st.subheader("What the demo reached (test split)")
+    st.dataframe(table, hide_index=True, key="demo_results")
+    st.plotly_chart(charts.compare(table), key="demo_compare")
+    st.caption("The distilled student has about a tenth of the teacher's parameters; compare it with the plain "
+               "student of the same size to see what the teacher's soft labels add.")
+elif snap is None:
+    st.info("Click **Run the demo** to watch a teacher train and a student being distilled from it.")
+
+st.subheader("Explore")
+c = st.columns(4)
+c[0].page_link("app_pages/data.py", label="Data: load your own dataset", icon="🗂️")
+c[1].page_link("app_pages/teacher.py", label="Teacher: train a teacher", icon="🎓")
+c[2].page_link("app_pages/distill.py", label="Distill: alpha, T and soft labels", icon="⚗️")
+c[3].page_link("app_pages/recommendations.py", label="Recommendations side by side", icon="📋")

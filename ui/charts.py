@@ -1,0 +1,108 @@
+"""Plotly figures of the dashboard, and the frames they are drawn from.
+
+Every figure has axis titles with units and ``uirevision`` set, so a live chart that is redrawn
+with new points keeps the user's zoom.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from distill_core.inspect import HEAD_SHARE, ROLE_LABELS, SoftLabelView
+
+COLORS = {"Teacher": "#1f77b4", "Distilled student": "#ff7f0e", "Plain student": "#7f7f7f"}
+TERMS = {"ce": "CE (hard labels)", "kl": "KL (soft labels)", "total": "total loss"}
+HEIGHT = 340
+
+
+def _style(fig: go.Figure, x: str, y: str, title: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=HEIGHT, uirevision="keep",
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend_title_text="")
+    return fig
+
+
+def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Step losses in long form: step, model, term, series, loss. KL and the total are kept only
+    where there is a teacher's signal (the distilled student); elsewhere the total is the CE."""
+    df = pd.DataFrame(list(steps), columns=["phase", "t", "ce", "kl", "total"])
+    long = df.melt(id_vars=["phase", "t"], value_vars=["ce", "kl", "total"], var_name="term", value_name="loss")
+    long = long[(long["term"] == "ce") | (long["phase"] == "student_kd")]
+    long = long.assign(model=long["phase"].map(lambda p: ROLE_LABELS.get(p, p)))
+    long = long.assign(series=long["model"] + ": " + long["term"].map(TERMS))
+    return long.rename(columns={"t": "step"})[["step", "model", "term", "series", "loss"]]
+
+
+def epochs_frame(rows: Iterable[Mapping[str, Any]], model: str | None = None) -> pd.DataFrame:
+    """Per-epoch rows (a job's ``epochs_log`` or a stored history): epoch, model, val NDCG@10, val HR@10."""
+    df = pd.DataFrame(list(rows))
+    if df.empty or "val_ndcg@10" not in df:
+        return pd.DataFrame(columns=["epoch", "model", "val_ndcg@10", "val_hr@10"])
+    names = df["phase"].map(lambda p: ROLE_LABELS.get(p, p)) if model is None else model
+    return pd.DataFrame({"epoch": df["epoch"].astype(int), "model": names, "val_ndcg@10": df["val_ndcg@10"],
+                         "val_hr@10": df.get("val_hr@10", np.nan)})
+
+
+def loss_curves(steps: pd.DataFrame, title: str = "Training loss") -> go.Figure:
+    """Loss of every training step (log scale: CE is a few nats, KL a fraction of one)."""
+    fig = px.line(steps, x="step", y="loss", color="series", log_y=True)
+    fig.update_traces(line={"width": 1.5})
+    return _style(fig, "training step (mini-batches since the job started)", "loss (nats, log scale)", title)
+
+
+def val_curves(epochs: pd.DataFrame, references: Mapping[str, float] | None = None,
+               title: str = "Validation NDCG@10") -> go.Figure:
+    """Validation NDCG@10 per epoch of each model; ``references`` are drawn as dashed lines."""
+    fig = px.line(epochs, x="epoch", y="val_ndcg@10", color="model", markers=True, color_discrete_map=COLORS)
+    for name, value in (references or {}).items():
+        fig.add_hline(y=value, line_dash="dash", line_color=COLORS.get(name, "#333"),
+                      annotation_text=f"{name} (best {value:.4f})", annotation_position="bottom right")
+    fig.update_xaxes(rangemode="tozero")
+    return _style(fig, "epoch", "NDCG@10 on the validation split (0-1)", title)
+
+
+def long_tail(popularity: pd.DataFrame, max_points: int = 600) -> go.Figure:
+    """Interactions per item against the item's popularity rank (log-log), head marked."""
+    n = len(popularity)
+    idx = np.unique(np.round(np.geomspace(1, n, min(n, max_points))).astype(int) - 1) if n else np.array([], int)
+    pts = popularity.iloc[idx]
+    fig = px.line(pts, x="rank", y="interactions", log_x=True, log_y=True, hover_data=["title", "genres"])
+    n_head = max(1, int(round(HEAD_SHARE * n)))
+    if n:
+        share = float(popularity["cumulative_share"].iloc[n_head - 1])
+        fig.add_vline(x=n_head, line_dash="dash", line_color="#d62728",
+                      annotation_text=f"top {HEAD_SHARE:.0%} of items: {share:.0%} of interactions")
+    return _style(fig, "item popularity rank (1 = most popular, log scale)", "interactions per item (log scale)",
+                  "Item popularity (long tail)")
+
+
+def user_activity(hist: pd.DataFrame) -> go.Figure:
+    """Users per activity bin (log-spaced bins)."""
+    labels = [f"{a}" if a == b else f"{a}-{b}" for a, b in zip(hist["bin_start"], hist["bin_end"])]
+    fig = px.bar(hist.assign(interactions=labels), x="interactions", y="users")
+    return _style(fig, "interactions per user (log-spaced bins)", "users", "User activity")
+
+
+def soft_labels(view: SoftLabelView) -> go.Figure:
+    """Each model's probability of each shown item at temperature T, bars side by side."""
+    df = view.items.assign(label=[f"{t[:28]}…" if len(t) > 29 else t for t in view.items["title"]])
+    long = df.melt(id_vars=["label", "title", "genres", "seen"], value_vars=list(view.models),
+                   var_name="model", value_name="probability")
+    fig = px.bar(long, x="label", y="probability", color="model", barmode="group", color_discrete_map=COLORS,
+                 hover_data={"title": True, "genres": True, "seen": True, "label": False})
+    fig.update_xaxes(tickangle=-35)
+    return _style(fig, "item (sorted by the teacher's probability)",
+                  f"probability, softmax(logits / {view.temperature:g}) (0-1)",
+                  f"Soft labels at T = {view.temperature:g}")
+
+
+def compare(table: pd.DataFrame) -> go.Figure:
+    """Test NDCG@10 and HR@10 of each model, grouped."""
+    long = table.melt(id_vars=["model", "params"], value_vars=["NDCG@10", "HR@10"], var_name="metric")
+    fig = px.bar(long, x="metric", y="value", color="model", barmode="group", color_discrete_map=COLORS,
+                 hover_data=["params"], text_auto=".3f")
+    return _style(fig, "metric on the test split (@10 items)", "value (0-1)", "Teacher vs distilled vs plain student")

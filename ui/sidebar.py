@@ -1,0 +1,45 @@
+"""The sidebar of every page: active dataset, trained teacher, running jobs, the live-updates switch."""
+from __future__ import annotations
+
+import streamlit as st
+
+from distill_core import inspect
+
+from ui import live, state
+
+
+def _jobs() -> None:
+    every = state.live_interval(any(s.active for s in state.runner().snapshots()))
+
+    @st.fragment(run_every=every)
+    def jobs() -> None:
+        running = [s for s in state.runner().snapshots() if s.active]
+        if not running:
+            st.caption("No job running.")
+        for snap in running:
+            st.progress(min(max(snap.fraction, 0.0), 1.0), text=f"{snap.description}: {live.progress_text(snap)}")
+        if every is not None and not running:
+            st.rerun()  # the last job ended: refresh the page (and the teacher shown above)
+    jobs()
+
+
+def render() -> None:
+    """Draw the sidebar (called by app.py before the page runs)."""
+    ds = state.active_dataset()
+    teacher = state.latest_teacher(ds)
+    with st.sidebar:
+        st.markdown("**Active dataset**")
+        st.caption(f"{ds.name} ({ds.format}): {ds.n_users:,} users, {ds.n_items:,} items, "
+                   f"{ds.n_interactions:,} interactions")
+        st.markdown("**Teacher**")
+        if teacher is None:
+            st.caption("None trained on this dataset yet: see the Teacher page, or run the demo.")
+        else:
+            ndcg = teacher.metrics.get("ndcg@10", float("nan"))
+            st.caption(f"{inspect.model_label(teacher)}, test NDCG@10 {ndcg:.4f}, "
+                       f"{teacher.info.get('params', 0):,} parameters ({teacher.id})")
+        st.markdown("**Running jobs**")
+        _jobs()
+        st.toggle("Pause live updates", key=state.PAUSE_KEY,
+                  help="Stop redrawing the live charts (e.g. to zoom in on one); the jobs keep running. "
+                       "Switch it off to follow them again.")

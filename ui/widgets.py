@@ -1,0 +1,86 @@
+"""Composite widgets the pages share: picking a user, picking a stored run, ranked lists side by side."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from distill_core import Dataset, RecDistillError, RunRecord, Split
+from distill_core import inspect
+
+from ui import state
+
+SHARED_ALL = "background-color: #d4edda"  # in every list
+SHARED_SOME = "background-color: #fff3cd"  # in some other list
+TEST_ITEM = "font-weight: bold; color: #b02a37"
+
+
+def _random_user(key: str, ds: Dataset, split: Split) -> None:
+    st.session_state[key] = str(ds.user_ids[inspect.random_long_tail_user(ds, split, state.new_rng())])
+
+
+def user_picker(ds: Dataset, split: Split, key: str) -> int | None:
+    """A user-id box and a "random long-tail user" button; the user's index, or None (error shown)."""
+    first = split.eval_users("test")
+    st.session_state.setdefault(key, str(ds.user_ids[first[0] if len(first) else 0]))
+    c = st.columns([3, 2])
+    c[0].text_input("User id", key=key, help=f"An original user id of the dataset '{ds.name}' "
+                    f"(e.g. {ds.user_ids[0]}).")
+    c[1].button("🎲 Random long-tail user", key=f"{key}_random", on_click=_random_user, args=(key, ds, split),
+                help="Pick a random user among the least active fifth of the users with a test item: "
+                     "the users a small model tends to serve worst.")
+    try:
+        return inspect.user_index(ds, st.session_state[key])
+    except RecDistillError as e:
+        st.error(str(e))
+        return None
+
+
+def run_picker(label: str, runs: Sequence[RunRecord], key: str, help: str) -> RunRecord:
+    """A selectbox over stored runs (newest first), labelled with their model and result."""
+    by_id = {r.id: r for r in runs}
+    if st.session_state.get(key) not in by_id:
+        st.session_state.pop(key, None)  # a run of another dataset or one deleted: fall back to the newest
+    rid = st.selectbox(label, list(by_id), format_func=lambda i: inspect.run_label(by_id[i]), key=key, help=help)
+    return by_id[rid]
+
+
+def distillation_picker(pairs: Sequence[inspect.Distillation], key: str, help: str) -> inspect.Distillation:
+    """Pick a distilled student (newest first); it comes with its teacher and its plain twin."""
+    kd = run_picker("Distilled student", [p.student_kd for p in pairs], key, help)
+    return next(p for p in pairs if p.student_kd.id == kd.id)
+
+
+def _style_list(df: pd.DataFrame, n_lists: int) -> pd.io.formats.style.Styler:
+    def row_style(row: pd.Series) -> list[str]:
+        src = df.loc[row.name]
+        css = SHARED_ALL if src["in_lists"] == n_lists else SHARED_SOME if src["in_lists"] > 1 else ""
+        if src["test"]:
+            css = f"{css}; {TEST_ITEM}" if css else TEST_ITEM
+        return [css] * len(row)
+    shown = df.assign(mark=["🎯 test item" if t else "" for t in df["test"]])
+    return shown[["rank", "title", "genres", "mark", "shared_with"]].style.apply(row_style, axis=1)
+
+
+def ranked_lists(lists: Mapping[str, pd.DataFrame]) -> None:
+    """Top-K lists side by side; items shared with every list green, with some list yellow, the
+    held-out test item in bold red and marked 🎯."""
+    cols = st.columns(len(lists))
+    for col, (name, df) in zip(cols, lists.items()):
+        col.markdown(f"**{name}**")
+        col.dataframe(_style_list(df, len(lists)), hide_index=True, key=f"list_{name}",
+                      column_config={"rank": st.column_config.NumberColumn("#", width="small"),
+                                     "mark": st.column_config.TextColumn("test", width="small"),
+                                     "shared_with": st.column_config.TextColumn("also in")})
+    st.caption("Green: in all three lists. Yellow: in two. 🎯 and bold red: the user's held-out test item.")
+
+
+def entropy_metrics(view: inspect.SoftLabelView) -> None:
+    """Each model's entropy at T and the probability it puts on the items shown."""
+    cols = st.columns(len(view.models))
+    for col, name in zip(cols, view.models):
+        col.metric(f"{name}: entropy", f"{view.entropy[name]:.2f} nats",
+                   help=f"Entropy of the whole distribution over the catalogue at T = {view.temperature:g}: higher "
+                        f"is softer (at most ln(n_items)). {view.mass[name]:.0%} of its probability is on the items "
+                        f"shown.")
