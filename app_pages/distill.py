@@ -1,7 +1,7 @@
 """Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
+from distill_core import MODEL_FAMILIES, SOFT_LABEL_MODES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
 from ui import charts, live, state, widgets
 
 ds = state.active_dataset()
@@ -26,7 +26,7 @@ job = state.current_job("distill", ds)
 snap = state.snapshot(job)
 running = snap is not None and snap.active
 
-c = st.columns(3)
+c = st.columns(4)
 alpha = c[0].slider("alpha (weight of the hard-label CE)", 0.0, 1.0, 0.5, 0.05, key="distill_alpha",
                     persist_state="session", help="1: no distillation (CE only). 0: only the teacher's soft labels "
                                                   "(KL only). The soft term gets 1 − alpha.")
@@ -37,13 +37,19 @@ temperature = c[1].slider("Temperature T", 0.5, 20.0, 2.0, 0.5, key="distill_T",
 t_squared = c[2].toggle("Multiply KL by T²", True, key="distill_t2", persist_state="session",
                         help="Keeps the soft term's gradient size independent of T (Hinton et al., 2015). "
                              "Switch off only to see why it is there.")
+soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft", persist_state="session",
+                           help="For a sequential teacher: 'current' gives each user one soft label, the teacher's "
+                                "next-item distribution after their whole training sequence; 'per-step' gives each "
+                                "training example the teacher's output at its own position. 'auto': per-step when "
+                                "teacher and student are of one family, current otherwise (an mf student cannot "
+                                "read sequences, so it learns each user's *current* state).")
 c = st.columns(4)
 family = c[0].selectbox("Student family", MODEL_FAMILIES, key="distill_family", persist_state="session",
                         help="mf: matrix factorisation (the fastest to serve). two_tower and sasrec also read the "
                              "user's recent items.")
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="distill_dim", persist_state="session",
-                        help="The student's embedding width; 6 gives about a tenth of the parameters of a dim-64 mf "
-                             "teacher.")
+                        help="The student's embedding width; an mf student of dim 6 has about a tenth of the "
+                             "parameters of the default sasrec teacher (dim 64, 2 layers).")
 epochs = c[2].number_input("Epochs (max)", 1, 500, 30, key="distill_epochs", persist_state="session",
                            help="Upper bound per student; early stopping on validation NDCG@10 (patience 4).")
 lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
@@ -55,7 +61,7 @@ if c[0].button("Train", type="primary", key="distill_train", disabled=running,
                     "one is stored). Runs in the background."):
     state.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
                                                       TrainConfig(epochs=int(epochs), lr=float(lr)),
-                                                      DistillConfig(alpha, temperature, t_squared), state.store()),
+                                                      DistillConfig(alpha, temperature, t_squared, soft_mode), state.store()),
                     f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
                     teacher=teacher.id)
 if c[1].button("Stop", key="distill_stop", disabled=not running,

@@ -1,7 +1,7 @@
 """Teacher: choose a model and its size, train it in the background, watch it learn."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, ModelSpec, TrainConfig, inspect, teacher_job
+from distill_core import MODEL_FAMILIES, ModelSpec, RunConfig, TrainConfig, inspect, teacher_job
 from ui import live, state
 
 ds = state.active_dataset()
@@ -14,8 +14,10 @@ st.caption(f"The teacher is the large model whose soft labels the student learns
            f"**{ds.name}** to predict each user's next item (a softmax over all {ds.n_items:,} items), with early "
            f"stopping on validation NDCG@10.")
 
+d = RunConfig()  # the shipped defaults: the family with the best validation NDCG@10 on the sample
 c = st.columns(5)
-family = c[0].selectbox("Model family", MODEL_FAMILIES, key="teacher_family", persist_state="session",
+family = c[0].selectbox("Model family", MODEL_FAMILIES, index=MODEL_FAMILIES.index(d.teacher.family),
+                        key="teacher_family", persist_state="session",
                         help="mf: matrix factorisation (user and item embeddings). two_tower: an MLP over the user "
                              "and their recent items. sasrec: self-attention over the recent items.")
 dim = c[1].number_input("Embedding dim", 1, 1024, 64, key="teacher_dim", persist_state="session",
@@ -23,17 +25,17 @@ dim = c[1].number_input("Embedding dim", 1, 1024, 64, key="teacher_dim", persist
 layers = c[2].number_input("Layers", 0, 8, 2, key="teacher_layers", persist_state="session",
                            help="Hidden layers of the two_tower user tower, or attention blocks of sasrec (≥ 1). "
                                 "mf has none and ignores it.")
-epochs = c[3].number_input("Epochs (max)", 1, 500, 30, key="teacher_epochs", persist_state="session",
-                           help="Upper bound; training stops early after 4 epochs without a better validation "
+epochs = c[3].number_input("Epochs (max)", 1, 500, d.teacher_train.epochs, key="teacher_epochs", persist_state="session",
+                           help=f"Upper bound; training stops early after {d.teacher_train.patience} epochs without a better validation "
                                 "NDCG@10 and keeps the best epoch's weights.")
-lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="teacher_lr",
+lr = c[4].number_input("Learning rate", 1e-5, 1.0, d.teacher_train.lr, step=1e-3, format="%.4f", key="teacher_lr",
                        persist_state="session", help="Adam's step size.")
 
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
                help="Train this teacher in the background; you can switch pages meanwhile."):
     state.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers)),
-                                                      TrainConfig(epochs=int(epochs), lr=float(lr)), state.store()),
+                                                      TrainConfig(epochs=int(epochs), lr=float(lr), patience=d.teacher_train.patience), state.store()),
                     f"Teacher {family} dim {dim} on {ds.name}")
 if c[1].button("Stop", key="teacher_stop", disabled=not running,
                help="Stop at the next mini-batch. A stopped teacher is not stored for distillation."):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from distill_core.config import (DataOptions, DistillConfig, ModelSpec, RunConfig, SplitOptions,
-                                 TrainConfig, MODEL_FAMILIES)
+                                 TrainConfig, MODEL_FAMILIES, SOFT_LABEL_MODES)
 from distill_core.data import (SAMPLE_DIR, Dataset, Split, build_dataset, detect_format, load_dataset,
                                load_raw, load_sample, split_dataset)
 from distill_core.distill import (PipelineResult, SoftLabels, TrainedModel, evaluate, resolve_device,
@@ -18,7 +18,7 @@ from distill_core.jobs import demo_job, distill_job, load_model, teacher_job
 from distill_core.losses import (KDLossOutput, LossBreakdown, distribution_loss, hard_ce, kd_kl, kd_loss,
                                  logits_loss, soft_targets, softmax_t)
 from distill_core.metrics import agreement, evaluate_ranking
-from distill_core.models import MF, Recommender, TwoTower, build_model
+from distill_core.models import MF, Recommender, SASRec, TwoTower, build_model
 from distill_core.runner import JobRunner, ProgressSnapshot
 from distill_core.store import RunRecord, RunStore, default_home, load_state_dict_file
 from distill_core.trainer import TrainerControl, TrainingError, fit, set_seed
@@ -26,7 +26,7 @@ from distill_core.trainer import TrainerControl, TrainingError, fit, set_seed
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "MF", "MODEL_FAMILIES", "SAMPLE_DIR", "ConfigError", "DataError", "DataOptions", "Dataset", "DistillConfig",
+    "MF", "MODEL_FAMILIES", "SOFT_LABEL_MODES", "SASRec", "SAMPLE_DIR", "ConfigError", "DataError", "DataOptions", "Dataset", "DistillConfig",
     "JobError", "JobRunner", "KDLossOutput", "LossBreakdown", "ModelSpec", "PipelineResult", "ProgressSnapshot",
     "RecDistillError", "Recommender", "RunConfig", "RunRecord", "RunStore", "SoftLabels", "Split", "SplitOptions",
     "StoreError", "TrainConfig", "TrainedModel", "TrainerControl", "TrainingError", "TwoTower", "agreement",

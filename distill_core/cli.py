@@ -47,8 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--alpha", type=float, default=d.distill.alpha, help="weight of the hard CE (1 - alpha: soft KL)")
     r.add_argument("--temperature", type=float, default=d.distill.temperature)
     r.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
-    r.add_argument("--epochs", type=int, default=d.teacher_train.epochs, help="maximum epochs per model")
-    r.add_argument("--lr", type=float, default=d.teacher_train.lr)
+    r.add_argument("--epochs", type=int, default=None,
+                   help=f"maximum epochs per model (default: teacher {d.teacher_train.epochs}, students "
+                        f"{d.student_train.epochs}; early stopping on validation NDCG@10)")
+    r.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate (default: teacher {d.teacher_train.lr:g}, students {d.student_train.lr:g})")
+    r.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
+    r.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"],
+                   help="soft labels of a sequential teacher: per user after the training sequence (current) "
+                        "or at each training step (per-step); auto: per-step within a family, current across")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", required=True, help="where to write report.json")
@@ -79,10 +86,15 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
     from distill_core.distill import run_pipeline
 
     opts = DataOptions(rating_threshold=a.rating_threshold, kcore=a.kcore)
-    train = TrainConfig(epochs=a.epochs, lr=a.lr, seed=a.seed, device=a.device)
-    cfg = replace(RunConfig(), teacher=ModelSpec(a.teacher, a.teacher_dim), student=ModelSpec(a.student, a.student_dim),
-                  teacher_train=train, student_train=train, data=opts,
-                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2))
+    d = RunConfig()
+
+    def train(base: TrainConfig) -> TrainConfig:
+        return replace(base, epochs=a.epochs or base.epochs, lr=a.lr or base.lr, seed=a.seed, device=a.device)
+
+    cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
+                  student=ModelSpec(a.student, a.student_dim), teacher_train=train(d.teacher_train),
+                  student_train=train(d.student_train), data=opts,
+                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels))
     ds = load_dataset(a.data, a.format, opts) if a.data else load_sample(opts)
     print(f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions",
           file=sys.stderr)

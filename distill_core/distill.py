@@ -66,7 +66,8 @@ class SoftLabels:
     """
 
     def __init__(self, teacher: Recommender, split: Split, mode: str = "current",
-                 cache_bytes: int = CACHE_BYTES) -> None:
+                 cache_bytes: int | None = None, temperature: float | None = None) -> None:
+        cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -80,6 +81,13 @@ class SoftLabels:
             rows = [teacher.score_all(torch.arange(s, min(s + 1024, split.n_users), device=device))
                     for s in range(0, split.n_users, 1024)]
             self.cache = torch.cat(rows)  # (n_users, n_items)
+        # log_softmax(t / T) once per user instead of once per batch (the teacher is frozen)
+        self.cache_log_p = (torch.log_softmax(self.cache / temperature, dim=-1)
+                            if self.cache is not None and temperature is not None else None)
+
+    def log_p(self, users: torch.Tensor) -> torch.Tensor | None:
+        """Cached ``log_softmax(t / T)`` rows of ``users`` in ``current`` mode, else None."""
+        return self.cache_log_p[users] if self.cache_log_p is not None else None
 
     def logits(self, users: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Soft-label logits of training pairs ``idx`` (users ``users``): ``(batch, n_items)``."""
@@ -160,7 +168,8 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     soft = None
     if teacher is not None and cfg.alpha < 1:
         teacher = teacher.to(device)
-        soft = SoftLabels(teacher, split, soft_label_mode(teacher, model, cfg.soft_labels))
+        soft = SoftLabels(teacher, split, soft_label_mode(teacher, model, cfg.soft_labels),
+                          temperature=cfg.temperature)
     if model.window_training:
         w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
         n_examples = len(w_users)
@@ -181,7 +190,10 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         def loss_fn(idx: torch.Tensor) -> KDLossOutput:
             u = users[idx]
             logits = model(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
-            return kd_loss(logits, items[idx], soft.logits(u, idx) if soft is not None else None, cfg)
+            if soft is None:
+                return kd_loss(logits, items[idx], None, cfg)
+            log_p = soft.log_p(u)
+            return kd_loss(logits, items[idx], soft.logits(u, idx) if log_p is None else None, cfg, teacher_log_p=log_p)
 
     def validate() -> dict[str, float]:
         m = evaluate(model, split, "valid", ks=(10,))

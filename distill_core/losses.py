@@ -38,21 +38,29 @@ def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tens
     return torch.softmax(teacher_logits / temperature, dim=-1)
 
 
-def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``KL(softmax(t/T) || softmax(s/T))`` averaged over the batch (``batchmean``): ``-> ()``."""
+def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, temperature: float,
+          teacher_log_p: torch.Tensor | None = None) -> torch.Tensor:
+    """``KL(softmax(t/T) || softmax(s/T))`` averaged over the batch (``batchmean``): ``-> ()``.
+
+    ``teacher_log_p`` may carry ``log_softmax(t/T)`` precomputed (a frozen teacher's is cached once).
+    """
     log_q = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p = F.log_softmax(teacher_logits / temperature, dim=-1)
+    log_p = teacher_log_p if teacher_log_p is not None else F.log_softmax(teacher_logits / temperature, dim=-1)
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
 
 
 def kd_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
-            cfg: DistillConfig) -> KDLossOutput:
-    """The KD loss and its two terms; with ``alpha == 1`` (or no teacher) it is the plain CE."""
+            cfg: DistillConfig, *, teacher_log_p: torch.Tensor | None = None) -> KDLossOutput:
+    """The KD loss and its two terms; with ``alpha == 1`` (or no teacher) it is the plain CE.
+
+    Shapes: ``student_logits (B, n_items)``, ``targets (B,)``, ``teacher_logits (B, n_items)`` or
+    ``teacher_log_p = log_softmax(teacher_logits / T) (B, n_items)``.
+    """
     ce = hard_ce(student_logits, targets)
-    if teacher_logits is None or cfg.alpha == 1.0:
+    if (teacher_logits is None and teacher_log_p is None) or cfg.alpha == 1.0:
         zero = ce.new_zeros(())
         return KDLossOutput(ce=ce, kl=zero, total=ce)
-    kl = kd_kl(student_logits, teacher_logits, cfg.temperature)
+    kl = kd_kl(student_logits, teacher_logits, cfg.temperature, teacher_log_p)
     factor = cfg.temperature ** 2 if cfg.t_squared else 1.0
     return KDLossOutput(ce=ce, kl=kl, total=cfg.alpha * ce + (1.0 - cfg.alpha) * factor * kl)
 

@@ -54,29 +54,36 @@ def test_soft_labels_are_the_teachers_rows_for_the_same_users(tiny_split):
     assert per_batch.cache is None and torch.allclose(per_batch.logits(users), soft.logits(users))
 
 
-def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch):
-    """Record every (student users, teacher logits) pair the KD loss sees during training."""
+@pytest.mark.parametrize("cache_bytes", [None, 0])
+def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch, cache_bytes):
+    """Record every (users, targets, soft label) triple the KD loss sees during training, with the
+    teacher's rows cached per user and computed per batch."""
     import distill_core.distill as dm
 
+    if cache_bytes is not None:
+        monkeypatch.setattr(dm, "CACHE_BYTES", cache_bytes)
     teacher = build_model(ModelSpec("mf", 8), tiny_split)
+    T = 2.0
     seen = []
     real = dm.kd_loss
 
-    def spy(s_logits, targets, t_logits, cfg):
-        seen.append((targets.clone(), t_logits.clone()))
-        return real(s_logits, targets, t_logits, cfg)
+    def spy(s_logits, targets, t_logits, cfg, teacher_log_p=None):
+        seen.append((targets.clone(), t_logits, teacher_log_p))
+        return real(s_logits, targets, t_logits, cfg, teacher_log_p=teacher_log_p)
 
     monkeypatch.setattr(dm, "kd_loss", spy)
-    orig_logits = SoftLabels.logits
+    orig = SoftLabels.log_p
     users_seen = []
-    monkeypatch.setattr(SoftLabels, "logits",
-                        lambda self, u, idx=None: (users_seen.append(u.clone()), orig_logits(self, u, idx))[1])
+    monkeypatch.setattr(SoftLabels, "log_p", lambda self, u: (users_seen.append(u.clone()), orig(self, u))[1])
     train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, batch_size=64, device="cpu"),
-                teacher=teacher, distill=DistillConfig(0.5, 2.0))
+                teacher=teacher, distill=DistillConfig(0.5, T))
     train_pairs = set(zip(tiny_split.train_users.tolist(), tiny_split.train_items.tolist()))
     assert len(seen) == len(users_seen) > 0
-    for (targets, t_logits), users in zip(seen, users_seen):
-        assert torch.allclose(t_logits, teacher.score_all(users), atol=1e-6)
+    for (targets, t_logits, log_p), users in zip(seen, users_seen):
+        expected = torch.log_softmax(teacher.score_all(users) / T, -1)
+        got = log_p if log_p is not None else torch.log_softmax(t_logits / T, -1)
+        assert (log_p is None) == (cache_bytes == 0)
+        assert torch.allclose(got, expected, atol=1e-5)
         # every (user, target) pair is a training pair: no validation/test item reaches the loss
         assert all(p in train_pairs for p in zip(users.tolist(), targets.tolist()))
 

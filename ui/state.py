@@ -7,12 +7,13 @@ and the ids of the jobs it started. Background jobs never touch Streamlit; pages
 """
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ from distill_core import inspect
 
 LIVE_SECONDS = 1.0  # how often a live section polls its job
 # The Overview's demo: the default models and loss, fewer epochs so it ends in about a minute on 2 CPU cores.
-DEMO = RunConfig(teacher_train=TrainConfig(epochs=12), student_train=TrainConfig(epochs=15))
+_D = RunConfig()
+# The default models with fewer epochs, so the demo ends in about a minute on 2 CPU cores.
+DEMO = replace(_D, teacher_train=replace(_D.teacher_train, epochs=8), student_train=replace(_D.student_train, epochs=15))
+if _cap := int(os.environ.get("RECDISTILL_DEMO_EPOCHS") or 0):  # tests, screenshots: cap the demo's epochs
+    DEMO = replace(DEMO, teacher_train=replace(DEMO.teacher_train, epochs=min(DEMO.teacher_train.epochs, _cap)),
+                   student_train=replace(DEMO.student_train, epochs=min(DEMO.student_train.epochs, _cap)))
 MAX_DATASETS = 8  # loaded datasets kept in memory (the sample is always kept)
 FOLDER_FORMATS = ("auto", "movielens", "recbole", "ml-100k", "ml-1m", "ml-latest", "csv", "parquet")
 UPLOAD_TYPES = ["csv", "tsv", "txt", "parquet", "pq"]

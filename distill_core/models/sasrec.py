@@ -2,9 +2,9 @@
 
 Causal self-attention over the user's recent items with learned positional embeddings; the output at
 the newest position, dotted with the (shared) item embeddings, scores the next item:
-``score(seq, i) = <h_L(seq), e_i> + b_i``. Padding positions (left, id ``n_items``) are zeroed after
-every block, as in the paper, so they carry nothing; the causal mask keeps each position from seeing
-later ones.
+``score(seq, i) = <h_L(seq), e_i> + b_i``. Padding positions (left, id ``n_items``) are masked as keys and
+zeroed after every block, so they carry nothing; the causal mask keeps each position from seeing later
+ones.
 """
 from __future__ import annotations
 
@@ -47,9 +47,14 @@ class SASRec(Recommender):
         pos = torch.arange(self.max_len - L, self.max_len, device=seq.device)
         h = self.item(seq) * self.spec.dim ** 0.5 + self.pos(pos)
         h = self.drop(h) * keep
-        mask = self.causal[:L, :L]  # (L, L), True above the diagonal
+        # True = may not attend: later positions and padding keys; every position may attend to itself,
+        # so a padding query has one finite key (its output is zeroed by `keep` anyway)
+        pad = seq == self.n_items  # (batch, L)
+        mask = self.causal[:L, :L].unsqueeze(0) | pad.unsqueeze(1)  # (batch, L, L)
+        mask = mask & ~torch.eye(L, dtype=torch.bool, device=seq.device)
+        mask = mask.repeat_interleave(self.spec.heads, dim=0)  # (batch * heads, L, L)
         for block in self.blocks:
-            h = block(h, src_mask=mask, is_causal=True) * keep
+            h = block(h, src_mask=mask) * keep
         return self.norm(h)
 
     def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
