@@ -37,7 +37,7 @@ temperature = c[1].slider("Temperature T", 0.5, 20.0, 2.0, 0.5, key="distill_T",
 t_squared = c[2].toggle("Multiply KL by T²", True, key="distill_t2", persist_state="session",
                         help="Keeps the soft term's gradient size independent of T (Hinton et al., 2015). "
                              "Switch off only to see why it is there.")
-soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft", persist_state="session",
+soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft_mode", persist_state="session",
                            help="For a sequential teacher: 'current' gives each user one soft label, the teacher's "
                                 "next-item distribution after their whole training sequence; 'per-step' gives each "
                                 "training example the teacher's output at its own position. 'auto': per-step when "

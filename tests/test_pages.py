@@ -71,6 +71,8 @@ def chart_specs(at: AppTest) -> list[dict]:
 
 def train_teacher(epochs: int = 2) -> AppTest:
     at = open_page("app_pages/teacher.py")
+    at.selectbox(key="teacher_family").set_value("mf")  # the fastest family keeps the tests short
+    at.number_input(key="teacher_lr").set_value(5e-3)
     at.number_input(key="teacher_epochs").set_value(epochs)
     at.button(key="teacher_train").click()
     return at
