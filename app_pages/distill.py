@@ -14,7 +14,7 @@ st.caption("The student minimises **alpha · CE(hard labels) + (1 − alpha) · 
 teachers = state.teachers(ds)
 if not teachers:
     st.info(f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the "
-            f"Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the Overview "
+            f"Teacher page (sasrec, dim 64 takes about a minute on the sample; mf, dim 64 well under) or run the demo on the Overview "
             f"page, then come back: the teacher will be listed here.")
     st.page_link("app_pages/teacher.py", label="Train a teacher", icon="🎓")
     st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")

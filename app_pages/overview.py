@@ -9,6 +9,7 @@ job = state.current_job("demo", ds)
 snap = state.snapshot(job)
 running = snap is not None and snap.active
 
+_t, _s = state.DEMO.teacher, state.DEMO.student
 st.title("RecDistill")
 st.markdown(
     "Knowledge distillation for recommender systems. A large **teacher** learns which item each user "
@@ -16,14 +17,17 @@ st.markdown(
     "every item, softened by a temperature T) as well as from the items users really picked. "
     "The same student is also trained **without** the teacher, so you see what distillation adds.")
 st.markdown(
-    f"**Run the demo** trains the default teacher (matrix factorisation, 64 dimensions), then distils a "
-    f"6-dimensional student and trains its plain twin, on the active dataset **{ds.name}** "
-    f"(about a minute on 2 CPU cores with the bundled sample). The loss curves grow as it trains.")
+    f"**Run the demo** trains the default teacher ({_t.family}, dim {_t.dim}, {_t.layers} layers: it reads each "
+    f"user's recent items), then distils a {_s.family} student of dim {_s.dim} (about a tenth of the teacher's "
+    f"parameters) and trains its plain twin, on the active dataset **{ds.name}** (a minute or two on 2 CPU "
+    f"cores with the bundled sample). The loss curves grow as it trains.")
 
 c = st.columns([2, 1, 5])
 if c[0].button("▶ Run the demo", type="primary", key="demo_run", disabled=running,
-               help="Teacher (mf, dim 64, ≤12 epochs), distilled student and plain student (mf, dim 6, ≤15 "
-                    "epochs each), alpha 0.5, T 2. Runs in the background: you can switch pages meanwhile."):
+               help=f"Teacher ({_t.family}, dim {_t.dim}, ≤{state.DEMO.teacher_train.epochs} epochs), distilled "
+                    f"student and plain student ({_s.family}, dim {_s.dim}, ≤{state.DEMO.student_train.epochs} epochs "
+                    f"each), alpha {state.DEMO.distill.alpha:g}, T {state.DEMO.distill.temperature:g}. Runs in the "
+                    "background: you can switch pages meanwhile."):
     state.start_job("demo", ds, lambda: demo_job(ds, state.store(), state.DEMO), f"Demo on {ds.name}")
 if c[1].button("Stop", key="demo_stop", disabled=not running,
                help="Stop the demo at the next mini-batch; models that finished are kept."):

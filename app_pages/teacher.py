@@ -56,7 +56,7 @@ if result is not None:
     c[3].metric("Size", inspect.human_bytes(result.info["bytes"]), help="Bytes of the stored weights (float32).")
     c[4].metric("Train time", f"{result.info['train_seconds']:.1f} s", help="Wall time of the training loop.")
 elif snap is None:
-    st.info("Choose a model and click **Train** (mf, dim 64 takes well under a minute on the sample).")
+    st.info("Choose a model and click **Train** (the default sasrec, dim 64 takes about a minute on the sample; mf is faster).")
 
 st.subheader(f"Teachers trained on {ds.name}")
 found = state.teachers(ds)

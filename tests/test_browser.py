@@ -2,7 +2,7 @@
 
 One test: run the demo from the Overview, watch its loss chart grow, wait for it to finish, then open the
 Recommendations page from the sidebar and find the three top-K lists. The demo trains 2 epochs per model
-(``RECDISTILL_DEMO_EPOCHS``) in a private run store. Screenshots go to ``artifacts/``.
+(``RECDISTILL_DEMO_EPOCHS``) in a private run store. Screenshots and the server's log go to ``artifacts/``.
 
 Without /usr/bin/chromium (``apt-get install chromium``) the test is skipped, except where CI=true: there it fails.
 """
@@ -119,8 +119,10 @@ def chart_points(page, selector: str) -> list[int]:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_chromium()
-    d = tmp_path_factory.mktemp("browser")
-    with streamlit_server(d / "home", d / "streamlit.log", {"RECDISTILL_DEMO_EPOCHS": str(DEMO_EPOCHS)}) as url:
+    ARTIFACTS.mkdir(exist_ok=True)
+    home = tmp_path_factory.mktemp("browser") / "home"
+    log = ARTIFACTS / "browser_streamlit.log"  # the server's output, kept for a failed run
+    with streamlit_server(home, log, {"RECDISTILL_DEMO_EPOCHS": str(DEMO_EPOCHS)}) as url:
         yield url
 
 
@@ -141,6 +143,7 @@ def test_demo_then_recommendations(app_url: str, browser) -> None:
         page.goto(app_url)
         main = page.get_by_test_id("stMain")
         main.get_by_role("heading", name="RecDistill").wait_for()
+        main.get_by_role("heading", name="Explore").wait_for()  # the Overview's last part: its first run ended
 
         # Run the demo; its live loss chart appears and gains points while the models train.
         page.get_by_role("button", name="Run the demo").click()

@@ -26,9 +26,8 @@ from distill_core import (Dataset, JobRunner, ProgressSnapshot, RecDistillError,
 from distill_core import inspect
 
 LIVE_SECONDS = 1.0  # how often a live section polls its job
-# The Overview's demo: the default models and loss, fewer epochs so it ends in about a minute on 2 CPU cores.
 _D = RunConfig()
-# The default models with fewer epochs, so the demo ends in about a minute on 2 CPU cores.
+# The Overview's demo: the default models with fewer epochs, so the demo ends in about a minute on 2 CPU cores.
 DEMO = replace(_D, teacher_train=replace(_D.teacher_train, epochs=8), student_train=replace(_D.student_train, epochs=15))
 if _cap := int(os.environ.get("RECDISTILL_DEMO_EPOCHS") or 0):  # tests, screenshots: cap the demo's epochs
     DEMO = replace(DEMO, teacher_train=replace(DEMO.teacher_train, epochs=min(DEMO.teacher_train.epochs, _cap)),
