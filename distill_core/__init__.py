@@ -17,6 +17,8 @@ from distill_core.errors import ConfigError, DataError, JobError, RecDistillErro
 from distill_core.jobs import demo_job, distill_job, load_model, teacher_job
 from distill_core.losses import (KDLossOutput, LossBreakdown, distribution_loss, hard_ce, kd_kl, kd_loss,
                                  logits_loss, soft_targets, softmax_t)
+from distill_core.losslab import (LabResult, NormalisationCheck, grad_norms, loglog_slope, loss_lab,
+                                  normalisation_check, parse_vector, per_class_frame, softened_frame)
 from distill_core.metrics import agreement, evaluate_ranking
 from distill_core.models import MF, Recommender, SASRec, TwoTower, build_model
 from distill_core.runner import JobRunner, ProgressSnapshot
@@ -35,4 +37,7 @@ __all__ = [
     "load_model", "load_raw", "load_sample", "load_state_dict_file", "logits_loss", "resolve_device",
     "run_pipeline", "scoring_ms_per_1k", "set_seed", "soft_targets", "softmax_t", "split_dataset",
     "teacher_job", "train_model",
+    # Loss lab
+    "LabResult", "NormalisationCheck", "grad_norms", "loglog_slope", "loss_lab", "normalisation_check",
+    "parse_vector", "per_class_frame", "softened_frame",
 ]
