@@ -63,10 +63,11 @@ st.markdown("**Two cross-entropies.** The textbook form (and `python -m distill_
             "CE(y, q₁), computed on the student at T = 1; its soft term is the same KL, scaled by T².")
 st.latex(r"\mathrm{CE}(p,q) = -\sum_c p_c \log q_c \qquad \mathrm{KL}(p\,\|\,q) = \sum_c p_c \log\frac{p_c}{q_c}"
          r" = \mathrm{CE}(p,q) - H(p)")
-st.latex(rf"L_\text{{textbook}} = \alpha\,\mathrm{{CE}}(p,q) + (1-\alpha)\,\mathrm{{KL}}(p\,\|\,q) = {alpha:g}\cdot"
-         rf"{b.ce:.4f} + {1 - alpha:g}\cdot {b.kl:.4f} = {b.total:.4f}")
-st.latex(rf"L_\text{{train}} = \alpha\,(-\log q_{{1,y}}) + (1-\alpha)\,T^2\,\mathrm{{KL}}(p_T\,\|\,q_T) = {alpha:g}"
-         rf"\cdot {res.hard_ce:.4f} + {1 - alpha:g}\cdot {T:g}^2\cdot {b.kl:.4f} = {res.kd_total:.4f}")
+st.latex(rf"\begin{{aligned}} L_\text{{textbook}} &= \alpha\,\mathrm{{CE}}(p,q) + (1-\alpha)\,\mathrm{{KL}}(p\,\|\,q)"
+         rf" = {alpha:g}\cdot {b.ce:.4f} + {1 - alpha:g}\cdot {b.kl:.4f} = {b.total:.4f} \\"
+         rf" L_\text{{train}} &= \alpha\,(-\log q_{{1,y}}) + (1-\alpha)\,T^2\,\mathrm{{KL}}(p_T\,\|\,q_T) \\"
+         rf" &= {alpha:g}\cdot {res.hard_ce:.4f} + {1 - alpha:g}\cdot {T:g}^2\cdot {b.kl:.4f} = {res.kd_total:.4f}"
+         r" \end{aligned}")
 if chk is not None and chk.as_written is not None:
     w = chk.as_written
     st.warning(f"p sums to {chk.sum_p:g} and q to {chk.sum_q:g}: a vector that does not sum to 1 is not a probability "
@@ -112,10 +113,11 @@ grads = grad_norms(res.teacher_logits, res.student_logits)
 if grads["grad_norm"].max() <= 1e-12:
     st.info("The student's logits equal the teacher's up to a constant: q_T = p_T and the gradient is 0 at every T.")
     st.stop()
-fig = px.line(grads, x="T", y="grad_norm", color="term", log_x=True, log_y=True, markers=True)
+fig = px.line(grads, x="T", y="grad_norm", color="term", log_x=True, log_y=True)
 fig.add_vline(x=view_t, line_dash="dot", annotation_text=f"T = {view_t:g}")
 fig.update_layout(title="Gradient size of the soft term vs T", xaxis_title="temperature T (log scale)",
                   yaxis_title="‖∂ term / ∂ s‖₂ (nats per logit, log scale)")
 st.plotly_chart(fig, key="loss_lab_grad")
-st.caption(f"From T = 10 to 100 the gradient without the factor falls as T^{loglog_slope(grads, GRAD_PLAIN):.2f}; "
-           f"with T² it goes as T^{loglog_slope(grads, GRAD_SCALED):.2f}, i.e. it stays the same size.")
+slopes = [round(loglog_slope(grads, term), 2) + 0.0 for term in (GRAD_PLAIN, GRAD_SCALED)]  # + 0.0: no "-0.00"
+st.caption(f"From T = 10 to 100 the gradient without the factor goes as T^{slopes[0]:.2f}; with T² as "
+           f"T^{slopes[1]:.2f}: the factor keeps the soft term's pull about the same size at every T.")

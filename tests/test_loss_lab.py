@@ -232,3 +232,18 @@ def test_logits_mode_uses_T_and_refuses_T_zero():
     assert m["Total (training)"] == pytest.approx(ALPHA * ce_y + (1 - ALPHA) * 16 * kl, abs=5e-5)
     at.number_input(key="loss_lab_T").set_value(0.0).run()
     assert not at.exception and "temperature must be a finite number > 0" in at.error[0].value
+
+
+def test_page_edge_cases_say_why_a_view_is_missing():
+    at = _open()
+    assert "T^-2.00" in at.caption[-1].value and "T^0.00" in at.caption[-1].value  # the measured slopes
+    at.text_input(key="loss_lab_p").set_value("0, 0.5, 0.5, 0").run()  # log 0: no T views
+    assert not at.exception and not at.error and "logit -inf" in at.info[0].value
+    assert [c.key for c in at.get("plotly_chart")] == ["loss_lab_per_class"]
+    at.text_input(key="loss_lab_q").set_value("0, 0.5, 0.5, 0").run()  # q = p: KL 0, no gradient to draw
+    assert _metrics(at)["KL(p ‖ q)"] == 0.0
+    at.text_input(key="loss_lab_q").set_value("0.5, 0.5, 0, 0").run()  # q = 0 where p > 0: infinite CE and KL
+    assert not at.exception and _metrics(at)["KL(p ‖ q)"] == np.inf
+    at.radio(key="loss_lab_mode").set_value(LOGITS).run()
+    at.text_input(key="loss_lab_s").set_value("4, 2.5, 5, 1.5").run()  # teacher's logits + 1: same softmax
+    assert not at.exception and "gradient is 0 at every T" in at.info[0].value
