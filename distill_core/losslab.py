@@ -111,7 +111,7 @@ def _same_length(names: tuple[str, str], a: list[float], b: list[float]) -> None
 
 
 def loss_lab(mode: str, teacher: list[float], student: list[float], alpha: float, label: int,
-        temperature: float = 1.0) -> LabResult:
+             temperature: float = 1.0) -> LabResult:
     """Both forms of the loss for probabilities ``p, q`` (``mode == PROBABILITIES``, T = 1) or for logits
     softened at ``temperature``. Raises ``ConfigError`` naming the field for any bad input."""
     DistillConfig(alpha=alpha)
@@ -121,8 +121,7 @@ def loss_lab(mode: str, teacher: list[float], student: list[float], alpha: float
         check = normalisation_check(teacher, student, alpha)
         book, T = check.normalised, 1.0
         q1 = torch.tensor(book.q, dtype=torch.float64)
-        with np.errstate(divide="ignore"):
-            ce_y = hard_ce(torch.log(q1)[None], torch.tensor([y])).item()  # log 0 = -inf is a valid logit here
+        ce_y = hard_ce(torch.log(q1)[None], torch.tensor([y])).item()  # log 0 = -inf is a valid logit here
         total = alpha * ce_y + (1 - alpha) * book.kl  # kd_loss at T = 1 (tests compare the two)
         positive = min(book.p) > 0 and min(book.q) > 0
         t_log = np.log(book.p).tolist() if positive else None

@@ -150,7 +150,8 @@ def _ys(spec: dict) -> dict[str, np.ndarray]:
     out = {}
     for tr in spec["data"]:
         y = tr["y"]
-        out[tr["name"]] = np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict) else np.array(y)
+        out[tr["name"]] = (np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict)
+                           else np.array(y))
     return out
 
 
