@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from distill_core.trainer import TrainerControl
+from distill_core.trainer import TrainerControl, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         _RUNNERS.add(self)
+        warm_up()  # the first job's first loss would otherwise wait for torch's lazy imports
 
     def submit(self, kind: str, fn: Callable[[JobContext], Any], description: str = "") -> str:
         """Start ``fn`` in a background thread and return its job id at once."""

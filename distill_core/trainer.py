@@ -26,6 +26,8 @@ from distill_core.losses import KDLossOutput
 log = logging.getLogger(__name__)
 
 _SEED_LOCK = threading.Lock()  # torch's global RNG is shared by every thread
+_WARM_LOCK = threading.Lock()
+_warm_thread: threading.Thread | None = None
 
 
 class TrainingError(RecDistillError):
@@ -54,6 +56,28 @@ class seeded:
         _SEED_LOCK.release()
 
 
+def warm_up() -> None:
+    """Do, once per process and in a background thread, the one-time work of the first optimizer:
+    building one imports ``torch._dynamo`` (1-4 s on a busy CPU, measured by bench/live.py), which
+    would otherwise delay the first loss of the first job. Returns at once; idempotent."""
+    global _warm_thread
+    with _WARM_LOCK:
+        if _warm_thread is not None:
+            return
+        _warm_thread = threading.Thread(target=_warm, name="recdistill-warm-up")  # not a daemon: never
+        _warm_thread.start()  # cut off inside an import at exit
+
+
+def _warm() -> None:
+    try:
+        p = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.Adam([p])
+        p.sum().backward()
+        opt.step()
+    except Exception:  # a failed warm-up only loses the head start
+        log.debug("warm-up failed", exc_info=True)
+
+
 @dataclass
 class TrainerControl:
     """How the outside world steers a running loop (cf. Hugging Face ``TrainerControl``)."""
@@ -79,7 +103,7 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate, cfg: TrainConfig,
+def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | None, cfg: TrainConfig,
         callbacks: Sequence[Callback] = (), control: TrainerControl | None = None, monitor: str = "ndcg@10",
         device: torch.device | str = "cpu") -> FitResult:
     """Train ``model`` on ``n`` examples; ``loss_fn(idx)`` computes the loss of the examples ``idx``."""
@@ -120,9 +144,11 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate, cfg
             break
         row = {"epoch": float(epoch), "ce": float(sums[0]) / n, "kl": float(sums[1]) / n,
                "total": float(sums[2]) / n, "seconds": time.perf_counter() - t0}
-        row.update({f"val_{k}": v for k, v in validate().items()})
+        if validate is not None:
+            row.update({f"val_{k}": v for k, v in validate().items()})
         res.history.append(row)
-        score = row[f"val_{monitor}"]
+        # without validation (a refresh on new data) every epoch counts as the best so far: the last is kept
+        score = row[f"val_{monitor}"] if validate is not None else float(epoch)
         if score > res.best_metric:
             res.best_metric, res.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
