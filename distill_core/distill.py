@@ -76,14 +76,21 @@ class SoftLabels:
         teacher.set_context(*split.context("train"))
         self.prefixes = (torch.as_tensor(split.train_prefixes(teacher.max_len), device=device)
                          if mode == "per-step" else None)
-        self.cache: torch.Tensor | None = None
+        self.temperature = temperature
+        self.cache: torch.Tensor | None = None  # raw logits (n_users, n_items), kept when no T is given
+        self.cache_log_p: torch.Tensor | None = None  # log_softmax(t / T) (n_users, n_items)
         if mode == "current" and split.n_users * teacher.n_items * 4 <= cache_bytes:
-            rows = [teacher.score_all(torch.arange(s, min(s + 1024, split.n_users), device=device))
-                    for s in range(0, split.n_users, 1024)]
-            self.cache = torch.cat(rows)  # (n_users, n_items)
-        # log_softmax(t / T) once per user instead of once per batch (the teacher is frozen)
-        self.cache_log_p = (torch.log_softmax(self.cache / temperature, dim=-1)
-                            if self.cache is not None and temperature is not None else None)
+            # one table filled a block of users at a time: no second full-size copy (raw logits, t / T)
+            # ever exists; with T given it holds log_softmax(t / T), computed once per user instead of
+            # once per batch (the teacher is frozen)
+            table = torch.empty((split.n_users, teacher.n_items), device=device)
+            for s in range(0, split.n_users, 1024):
+                rows = teacher.score_all(torch.arange(s, min(s + 1024, split.n_users), device=device))
+                table[s:s + len(rows)] = rows if temperature is None else torch.log_softmax(rows / temperature, -1)
+            if temperature is None:
+                self.cache = table
+            else:
+                self.cache_log_p = table
 
     def log_p(self, users: torch.Tensor) -> torch.Tensor | None:
         """Cached ``log_softmax(t / T)`` rows of ``users`` in ``current`` mode, else None."""
@@ -97,6 +104,10 @@ class SoftLabels:
             return self.teacher.score_all(users, self.prefixes[idx])
         if self.cache is not None:
             return self.cache[users]
+        if self.cache_log_p is not None:
+            # T * log_softmax(t / T) = t - T * logsumexp(t / T): the teacher's logits shifted by one
+            # constant per user, which no softmax, at any temperature, can tell from t
+            return self.cache_log_p[users] * self.temperature
         return self.teacher.score_all(users)
 
     @torch.no_grad()
