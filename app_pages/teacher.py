@@ -1,7 +1,7 @@
 """Teacher: choose a model and its size, train it in the background, watch it learn."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, ModelSpec, RunConfig, TrainConfig, inspect, teacher_job
+from distill_core import MODEL_FAMILIES, ModelSpec, RunConfig, TrainConfig, inspect, teacher_job, text_embed
 from ui import live, state
 
 ds = state.active_dataset()
@@ -15,21 +15,32 @@ st.caption(f"The teacher is the large model whose soft labels the student learns
            f"stopping on validation NDCG@10.")
 
 d = RunConfig()  # the shipped defaults: the family with the best validation NDCG@10 on the sample
+lm = text_embed.available()  # the "text" family needs the optional extra requirements-lm.txt
+families = [f for f in MODEL_FAMILIES if f != "text" or lm]
 c = st.columns(5)
-family = c[0].selectbox("Model family", MODEL_FAMILIES, index=MODEL_FAMILIES.index(d.teacher.family),
+family = c[0].selectbox("Model family", families, index=families.index(d.teacher.family),
                         key="teacher_family", persist_state="session",
                         help="mf: matrix factorisation (user and item embeddings). two_tower: an MLP over the user "
-                             "and their recent items. sasrec: self-attention over the recent items.")
+                             "and their recent items. sasrec: self-attention over the recent items. text: sasrec "
+                             "whose item embeddings add a frozen language-model embedding of the title and genres.")
 dim = c[1].number_input("Embedding dim", 1, 1024, 64, key="teacher_dim", persist_state="session",
                         help="Width of the embeddings: the teacher's size. Parameters grow linearly with it.")
 layers = c[2].number_input("Layers", 0, 8, 2, key="teacher_layers", persist_state="session",
-                           help="Hidden layers of the two_tower user tower, or attention blocks of sasrec (≥ 1). "
-                                "mf has none and ignores it.")
+                           help="Hidden layers of the two_tower user tower, or attention blocks of sasrec (≥ 1) and "
+                                "text (0: a user id embedding instead). mf has none and ignores it.")
 epochs = c[3].number_input("Epochs (max)", 1, 500, d.teacher_train.epochs, key="teacher_epochs", persist_state="session",
                            help=f"Upper bound; training stops early after {d.teacher_train.patience} epochs without a better validation "
                                 "NDCG@10 and keeps the best epoch's weights.")
 lr = c[4].number_input("Learning rate", 1e-5, 1.0, d.teacher_train.lr, step=1e-3, format="%.4f", key="teacher_lr",
                        persist_state="session", help="Adam's step size.")
+
+if not lm:
+    st.caption(f"The **text** family (a teacher that reads the items' titles and genres) is hidden: its optional "
+               f"extra is not installed (`{text_embed.INSTALL_HINT}`).")
+elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, state.store().home):
+    st.caption(f"First text model on {ds.name}: its {ds.n_items:,} item texts are embedded once with "
+               f"{text_embed.MODEL_NAME} before training (about half a minute for 2,000 items on a CPU, loading the "
+               f"model included), then cached.")
 
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
@@ -41,7 +52,18 @@ if c[1].button("Stop", key="teacher_stop", disabled=not running,
                help="Stop at the next mini-batch. A stopped teacher is not stored for distillation."):
     state.cancel(job)
 
-live.show(job, live.teacher_progress)
+text_key = text_embed.texts_key(text_embed.item_texts(ds.titles, ds.genres)) if lm else None
+
+
+def body(snap) -> None:  # the item texts' embedding (first text model on a dataset), then the training
+    emb = text_embed.progress(text_key) if text_key else None
+    if emb is not None and emb.active:
+        st.progress(emb.fraction, text=f"Embedding the item texts with {text_embed.MODEL_NAME}: "
+                                      f"{emb.done:,} / {emb.total:,}")
+    live.teacher_progress(snap)
+
+
+live.show(job, body)
 
 result = state.job_runs(snap).get("Teacher") if snap is not None and not snap.active else None
 if result is not None:

@@ -11,7 +11,9 @@ from typing import Any
 
 from distill_core.errors import ConfigError
 
-MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec")
+# "text" needs the optional extra requirements-lm.txt (distill_core.text_embed.available()); it stays
+# listed without it so that stored runs keep a valid config, and building one then says what to install.
+MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec", "text")
 SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
@@ -66,7 +68,7 @@ class ModelSpec:
 
     family: str = "mf"
     dim: int = 64  # embedding width
-    layers: int = 2  # hidden layers of the user tower (two_tower) or attention blocks (sasrec)
+    layers: int = 2  # hidden layers of the user tower (two_tower) or attention blocks (sasrec, text; 0: text with an ID user)
     heads: int = 2  # attention heads (sasrec)
     max_len: int = 50  # recent items a sequential model reads (two_tower, sasrec)
     dropout: float = 0.2  # (sasrec)

@@ -145,6 +145,9 @@ class Split:
     test_ptr: np.ndarray  # (n_users + 1,)
     test_items: np.ndarray
     options: SplitOptions = field(default_factory=SplitOptions)
+    # (n_items,) str each, the dataset's item metadata: what text-aware models (family "text") read
+    titles: np.ndarray | None = None
+    genres: np.ndarray | None = None
 
     def held_out(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """``(ptr, items)`` of ``part`` ("valid" or "test")."""
@@ -254,4 +257,4 @@ def split_dataset(ds: Dataset, options: SplitOptions = SplitOptions()) -> Split:
     tp, ti = csr(part == 2)
     return Split(n_users=ds.n_users, n_items=ds.n_items, train_users=ds.users[part == 0],
                  train_items=ds.items[part == 0], valid_ptr=vp, valid_items=vi, test_ptr=tp,
-                 test_items=ti, options=options)
+                 test_items=ti, options=options, titles=ds.titles, genres=ds.genres)
