@@ -161,3 +161,25 @@ def demo_job(ds: Dataset, store: RunStore, cfg: RunConfig = RunConfig()) -> Any:
         out["student_plain"] = plain
         return out
     return fn
+
+
+def ladder_job(ds: Dataset, teacher_run: str, family: str, dims: tuple[int, ...], train: TrainConfig,
+               distill: DistillConfig, store: RunStore) -> Any:
+    """A job function distilling one student per size in ``dims`` from the stored teacher, each with its
+    plain twin (reused when stored), smallest first, so the Compare page fills in as each finishes.
+
+    Its result is ``{dim: {"student_kd": run id, "student_plain": run id}}`` for the sizes that finished.
+    """
+    if not dims:
+        raise ConfigError("size ladder: choose at least one student dim")
+    steps = [distill_job(ds, teacher_run, ModelSpec(family, int(d)), train, distill, store)
+             for d in sorted(set(dims))]  # each validates its settings now, before the job starts
+
+    def fn(ctx: JobContext) -> dict[int, dict[str, str]]:
+        out = {}
+        for d, step in zip(sorted(set(dims)), steps):
+            if ctx.cancelled:
+                break
+            out[d] = step(ctx)
+        return out
+    return fn

@@ -216,6 +216,18 @@ class Split:
         order = np.argsort(users, kind="stable")  # stable: validation items stay after training items
         return np.searchsorted(users[order], np.arange(self.n_users + 1)), items[order]
 
+    def advance(self) -> "Split":
+        """The split one step later in time: each user's validation items have *arrived* and joined the
+        end of their training sequence; nothing is left for validation; the test items stay held out.
+
+        This is what a deployed model sees when new interactions come in (see ``distill_core.refresh``).
+        """
+        ptr, items = self._test_context  # training then validation items, per user in time order
+        users = np.repeat(np.arange(self.n_users), np.diff(ptr))
+        return Split(n_users=self.n_users, n_items=self.n_items, train_users=users, train_items=items.copy(),
+                     valid_ptr=np.zeros(self.n_users + 1, dtype=np.int64), valid_items=np.zeros(0, np.int64),
+                     test_ptr=self.test_ptr, test_items=self.test_items, options=self.options)
+
     def seen(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Items excluded when ranking for ``part`` (the items of its context)."""
         return self.context(part)
