@@ -27,6 +27,7 @@ from distill_core.trainer import Callback, FitResult, TrainerControl, fit, seede
 log = logging.getLogger(__name__)
 
 CACHE_BYTES = 512 * 2**20
+EVAL_MAX_K = 20  # the largest K that evaluate() reports by default (HR/NDCG/Recall@10 and @20)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,20 +167,36 @@ def scoring_ms_per_1k(model: Recommender, batch: int = 256, repeats: int = 3) ->
 
 def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str = "teacher",
                 teacher: Recommender | None = None, distill: DistillConfig | None = None,
-                callbacks: Sequence[Callback] = (), control: TrainerControl | None = None) -> TrainedModel:
-    """Train one model on ``split``; with ``teacher`` and ``distill``, by the KD loss."""
+                callbacks: Sequence[Callback] = (), control: TrainerControl | None = None,
+                init: Recommender | None = None, soft_split: Split | None = None,
+                validate: bool = True) -> TrainedModel:
+    """Train one model on ``split``; with ``teacher`` and ``distill``, by the KD loss.
+
+    ``init``: start from a copy of this model's weights (a refresh) instead of a fresh model.
+    ``soft_split``: read the teacher's soft labels from this split's training data (default ``split``).
+    ``validate=False``: no validation split (all of it was trained on): every epoch runs, the last is kept.
+    """
     device = resolve_device(train.device)
+    if split.n_items < EVAL_MAX_K:  # refuse before training rather than fail in the first evaluation
+        raise ConfigError(f"K={EVAL_MAX_K} of the ranking metrics (HR/NDCG/Recall@K) is larger than the catalogue "
+                          f"of {split.n_items} items; the dataset needs at least {EVAL_MAX_K} items")
     if teacher is not None and (teacher.n_users, teacher.n_items) != (split.n_users, split.n_items):
         raise ConfigError(f"the teacher was trained on a dataset with {teacher.n_users} users and "
                           f"{teacher.n_items} items, not on this one ({split.n_users} users, "
                           f"{split.n_items} items); train a teacher on this dataset first")
     with seeded(train.seed):
         model = build_model(spec, split).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     cfg = distill if (teacher is not None and distill is not None) else DistillConfig(alpha=1.0)
     soft = None
     if teacher is not None and cfg.alpha < 1:
         teacher = teacher.to(device)
-        soft = SoftLabels(teacher, split, soft_label_mode(teacher, model, cfg.soft_labels),
+        mode = soft_label_mode(teacher, model, cfg.soft_labels)
+        if soft_split is not None and mode != "current":
+            raise ConfigError("soft labels from another split exist only in 'current' mode (one row per user); "
+                              f"got soft_labels={mode!r}")
+        soft = SoftLabels(teacher, soft_split or split, mode,
                           temperature=cfg.temperature)
     if model.window_training:
         w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
@@ -206,11 +223,12 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
             log_p = soft.log_p(u)
             return kd_loss(logits, items[idx], soft.logits(u, idx) if log_p is None else None, cfg, teacher_log_p=log_p)
 
-    def validate() -> dict[str, float]:
+    def validation() -> dict[str, float]:
         m = evaluate(model, split, "valid", ks=(10,))
         return {"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]}
 
-    res = fit(model, n_examples, loss_fn, validate, replace(train, batch_size=batch), callbacks, control, device=device)
+    res = fit(model, n_examples, loss_fn, validation if validate else None, replace(train, batch_size=batch),
+              callbacks, control, device=device)
     used = replace(cfg, soft_labels=soft.mode) if soft is not None else None
     out = TrainedModel(model=model, role=role, spec=spec, train=train, distill=used, fit=res)
     if not res.cancelled:
