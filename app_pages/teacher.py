@@ -39,8 +39,8 @@ if not lm:
                f"extra is not installed (`{text_embed.INSTALL_HINT}`).")
 elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, state.store().home):
     st.caption(f"First text model on {ds.name}: its {ds.n_items:,} item texts are embedded once with "
-               f"{text_embed.MODEL_NAME} before training (about half a minute for 2,000 items on a CPU, loading the "
-               f"model included), then cached.")
+               f"{text_embed.MODEL_NAME} before training (about 10 s per 2,000 items on a free CPU core, plus about "
+               f"5 s to load the model), then cached.")
 
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,

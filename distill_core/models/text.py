@@ -6,8 +6,11 @@ that read alike (same genre words, "Part 2" of a series) start close together, w
 can only learn from co-occurrences, and gives rarely seen items a usable vector.
 
 The user side is SASRec's: causal self-attention over the user's recent items, read through the same
-``e_i`` (``layers >= 1``; this gave the better validation NDCG@10 on the sample, see README). With
-``layers = 0`` the user side is an ID embedding as in ``mf``: ``score(u, i) = <p_u, e_i> + b_i``.
+``e_i`` (``layers >= 1``). With ``layers = 0`` it is an ID embedding as in ``mf``:
+``score(u, i) = <p_u, e_i> + b_i``. The SASRec side is the one to use: on the sample (dim 64, one seed)
+it reached validation NDCG@10 0.404 against 0.119 for the ID user side (best lr of each, 1e-3 and
+5e-3), because the sample's next item depends on the previous ones (sessions, series, drifting taste),
+which an ID user vector averages away.
 
 ``t_i`` is a persistent buffer, not a parameter: it is stored with the weights (a stored model scores as
 it was trained, whatever the encoder's version) but not counted by ``n_params``.
