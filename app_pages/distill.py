@@ -20,6 +20,7 @@ if not teachers:
     st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
     st.stop()
 
+state.follow_selected_student("distill_teacher", [t.id for t in teachers], teacher=True)  # e.g. a sweep cell
 teacher = widgets.run_picker("Teacher", teachers, "distill_teacher",
                              help="The trained teacher whose soft labels the student learns from (newest first).")
 job = state.current_job("distill", ds)
@@ -78,9 +79,10 @@ if len(results) == 3:
     st.plotly_chart(charts.compare(table), key="distill_compare")
 
 st.subheader("Soft labels")
-st.caption("One user's distribution over the next item at the T chosen above, for the teacher and the newest "
-           "students distilled from it, over the items each ranks highest. Soft labels are what the student "
-           "learns from; move T to see how it flattens or sharpens them (nothing is retrained).")
+st.caption("One user's distribution over the next item at the T chosen above, for the teacher and the students "
+           "distilled from it (the run selected on the Sweep page, else the newest), over the items each ranks "
+           "highest. Soft labels are what the student learns from; move T to see how it flattens or sharpens them "
+           "(nothing is retrained).")
 pairs = inspect.distillations(state.store(), ds.fingerprint, teacher.id)
 split = state.split(ds, teacher.config["split"])
 c = st.columns([3, 2])
@@ -92,7 +94,10 @@ if user is None:
     st.stop()
 if not pairs:
     st.caption("No student has been distilled from this teacher yet: only the teacher is shown.")
-view = inspect.soft_label_view(state.models_of(ds, teacher, pairs[0] if pairs else None), ds, split, user,
+pair = next((p for p in pairs if p.student_kd.id == state.selected_student()), pairs[0] if pairs else None)
+if pair is not None:
+    st.caption(f"Distilled student shown: {inspect.run_label(pair.student_kd)}")
+view = inspect.soft_label_view(state.models_of(ds, teacher, pair), ds, split, user,
                                temperature, top_n)
 st.plotly_chart(charts.soft_labels(view), key="distill_soft")
 widgets.entropy_metrics(view)

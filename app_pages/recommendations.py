@@ -18,6 +18,7 @@ if not pairs:
     st.page_link("app_pages/distill.py", label="Distil a student", icon="⚗️")
     st.stop()
 
+state.follow_selected_student("rec_student", [p.student_kd.id for p in pairs])  # e.g. a sweep cell
 pair = widgets.distillation_picker(pairs, "rec_student",
                                   help="A distilled student (newest first); its teacher and its plain twin come "
                                        "with it.")

@@ -2,6 +2,7 @@
 
     python -m distill_core run [--data PATH] [--format auto|csv|parquet|movielens|recbole] ... --out report.json
     python -m distill_core loss --p 0.1,0.3,0.4,0.1 --q 0.2,0.35,0.3,0.15 --alpha 0.7 [--normalize]
+    python -m distill_core sweep --alpha 0,0.25,0.5,0.75,1 --temperature 1,2,4,8 [...] --out sweep.json
     python -m distill_core make-sample [--out sample_data]
 
 Progress goes to stderr; bad input exits with status 2 and a message naming the problem.
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,34 @@ def _parser() -> argparse.ArgumentParser:
     ms = sub.add_parser("make-sample", help="write the bundled sample dataset")
     ms.add_argument("--out", default="sample_data")
     ms.add_argument("--scale", type=int, default=1, help="users and items x this factor")
+    _add_sweep(sub, d)
     return p
+
+
+def _add_sweep(sub: Any, d: RunConfig) -> None:
+    sw = sub.add_parser("sweep", help="distil one student per (alpha, T) cell of a grid; resumable; JSON + CSV")
+    sw.add_argument("--alpha", required=True, help="alpha grid, comma-separated values in [0, 1]")
+    sw.add_argument("--temperature", required=True, help="temperature grid, comma-separated values > 0")
+    sw.add_argument("--data", help="dataset file or folder (default: the bundled sample)")
+    sw.add_argument("--format", default="auto", choices=["auto", "csv", "parquet", "movielens", "ml-100k", "ml-1m",
+                                                         "ml-latest", "recbole"])
+    sw.add_argument("--rating-threshold", type=float, default=None, help="keep ratings >= this as positives")
+    sw.add_argument("--kcore", type=int, default=0)
+    sw.add_argument("--teacher-run", help="a teacher run id in the store to reuse (else a teacher is trained)")
+    sw.add_argument("--teacher", default=d.teacher.family, choices=MODEL_FAMILIES)
+    sw.add_argument("--teacher-dim", type=int, default=d.teacher.dim)
+    sw.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
+    sw.add_argument("--teacher-epochs", type=int, default=d.teacher_train.epochs)
+    sw.add_argument("--student", default=d.student.family, choices=MODEL_FAMILIES)
+    sw.add_argument("--student-dim", type=int, default=d.student.dim)
+    sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
+                    help="maximum epochs per cell (early stopping on validation NDCG@10)")
+    sw.add_argument("--lr", type=float, default=d.student_train.lr, help="the students' Adam learning rate")
+    sw.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
+    sw.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"])
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sw.add_argument("--out", required=True, help="where to write sweep.json (the grid also goes to a .csv beside it)")
 
 
 class _StderrProgress:
@@ -133,6 +162,78 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def _wait(runner: Any, job_id: str) -> Any:
+    """Follow a background job on stderr until it ends (Ctrl-C stops it at the next mini-batch)."""
+    shown, rows = None, 0  # the phase last announced, epoch rows printed
+    try:
+        while True:
+            snap = runner.snapshot(job_id)
+            for m in snap.epochs_log[rows:]:  # rows first: a short phase may end between two polls
+                if m["phase"] != shown:
+                    shown = m["phase"]
+                    print(f"training {shown}", file=sys.stderr, flush=True)
+                print(f"  epoch {int(m['epoch']):3d}  total {m['total']:.4f}  kl {m['kl']:.4f}  "
+                      f"val ndcg@10 {m['val_ndcg@10']:.4f}", file=sys.stderr, flush=True)
+            rows = len(snap.epochs_log)
+            if snap.status == "running" and snap.phase and snap.phase != shown:
+                shown = snap.phase
+                print(f"training {shown} ({snap.phase_index + 1}/{snap.n_phases})", file=sys.stderr, flush=True)
+            if not snap.active:
+                return snap
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("stopping at the next mini-batch…", file=sys.stderr, flush=True)
+        runner.cancel(job_id)
+        return runner.wait(job_id)
+
+
+def _sweep(a: argparse.Namespace) -> int:
+    from distill_core import sweep
+    from distill_core.data import load_dataset, load_sample
+    from distill_core.jobs import teacher_job
+    from distill_core.runner import JobRunner
+    from distill_core.store import RunStore
+
+    d = RunConfig()
+    # the grids are checked before anything is loaded or trained; messages name the flag
+    alphas = sweep.parse_grid(a.alpha, "alpha", "--alpha")
+    temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
+    student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, seed=a.seed, device=a.device)
+    spec = sweep.SweepSpec(alphas, temperatures, ModelSpec(a.student, a.student_dim), student_train,
+                           not a.no_t2, a.soft_labels)
+    opts = DataOptions(rating_threshold=a.rating_threshold, kcore=a.kcore)
+    ds = load_dataset(a.data, a.format, opts) if a.data else load_sample(opts)
+    print(f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions",
+          file=sys.stderr)
+    store, runner = RunStore(), JobRunner()
+    teacher = a.teacher_run
+    if teacher is None:
+        t_spec = replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers)
+        t_train = replace(d.teacher_train, epochs=a.teacher_epochs, seed=a.seed, device=a.device)
+        snap = _wait(runner, runner.submit("teacher", teacher_job(ds, t_spec, t_train, store)))
+        if snap.status != "done":
+            print(f"error: the teacher {snap.status}: {snap.error or 'stopped'}", file=sys.stderr)
+            return 1
+        teacher = snap.result
+    job = sweep.sweep_job(ds, teacher, spec, store)  # refuses a missing teacher or one of another dataset
+    print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells in {store.home}", file=sys.stderr)
+    snap = _wait(runner, runner.submit("sweep", job))
+    report = sweep.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
+    out = Path(a.out)
+    out.write_text(json.dumps(_clean(report), indent=2))
+    sweep.grid_frame(store, ds, teacher, spec).to_csv(out.with_suffix(".csv"), index=False)
+    if snap.status != "done":
+        print(f"error: the sweep {snap.status}: {snap.error or 'stopped'}; the cells that finished are stored "
+              f"and the same command resumes the sweep; partial report in {out}", file=sys.stderr)
+        return 1
+    best = report["best"]
+    best_text = (f"best cell (validation NDCG@10): alpha {best['alpha']:g}, T {best['temperature']:g}, test NDCG@10 "
+                 f"{best['ndcg@10']:.4f}" if best is not None else "no cell finished")
+    print(f"trained {report['trained']} run(s), reused {report['reused']} stored cell(s), {len(report['failed'])} "
+          f"failed; {best_text}; report in {out} and {out.with_suffix('.csv')}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     a = _parser().parse_args(argv)
@@ -147,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"params x{s['param_ratio']:.3f}; report in {a.out}", file=sys.stderr)
         elif a.command == "loss":
             print(json.dumps(_clean(_loss(a)), indent=2))
+        elif a.command == "sweep":
+            return _sweep(a)
         elif a.command == "make-sample":
             from distill_core.data.sample import SampleSpec, write_sample
             paths = write_sample(a.out, SampleSpec().scaled(a.scale) if a.scale > 1 else SampleSpec())

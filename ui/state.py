@@ -12,7 +12,7 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from distill_core import (Dataset, JobRunner, ProgressSnapshot, RecDistillError,
                           RunStore, Split, SplitOptions, TrainConfig, default_home, load_dataset, load_model,
                           load_sample, split_dataset)
 from distill_core import inspect
+from distill_core.errors import StoreError
 
 LIVE_SECONDS = 1.0  # how often a live section polls its job
 _D = RunConfig()
@@ -308,3 +309,33 @@ def live_interval(active: bool) -> float | None:
 
 def new_rng() -> np.random.Generator:
     return np.random.default_rng()
+
+
+# ----------------------------------------------------------------------------- the selected student
+SELECTED_STUDENT_KEY = "selected_student"
+
+
+def select_student(run_id: str | None) -> None:
+    """Remember a distilled student chosen on one page (e.g. a sweep cell) for the Distill and
+    Recommendations pages to show."""
+    st.session_state[SELECTED_STUDENT_KEY] = run_id
+
+
+def selected_student() -> str | None:
+    return st.session_state.get(SELECTED_STUDENT_KEY)
+
+
+def follow_selected_student(key: str, options: Collection[str], teacher: bool = False) -> None:
+    """Point the picker ``key`` at the selected student (or, with ``teacher``, at its teacher) once per
+    new selection, so the user can still pick another run afterwards; ignored when not in ``options``."""
+    sel, seen = selected_student(), f"{key}:followed"
+    if sel is None or st.session_state.get(seen) == sel:
+        return
+    st.session_state[seen] = sel
+    try:
+        rec = store().get(sel)
+    except StoreError:  # deleted since it was selected
+        return
+    value = rec.parent if teacher else rec.id
+    if value in options:
+        st.session_state[key] = value

@@ -1,0 +1,79 @@
+"""Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
+import streamlit as st
+
+from distill_core import MODEL_FAMILIES, ConfigError, ModelSpec, TrainConfig, sweep
+from ui import live, state, sweep_view, widgets
+
+ds = state.active_dataset()
+
+st.title("Alpha × temperature sweep")
+st.caption("Distils the same student once per cell of an alpha × T grid, one cell after another in the background, "
+           "and trains the plain student once as every cell's baseline. Cells already stored with identical "
+           "settings (by an earlier sweep, or on the Distill page) are reused, never trained again: stop a sweep "
+           "and start it again to resume, or grow the grid to train only the new cells.")
+
+teachers = state.teachers(ds)
+if not teachers:
+    st.info(f"A sweep distils students from a trained teacher on **{ds.name}**, and there is none yet. Train one "
+            f"on the Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the "
+            f"Overview page, then come back: the teacher will be listed here.")
+    st.stop()
+
+teacher = widgets.run_picker("Teacher", teachers, "sweep_teacher",
+                             help="The trained teacher whose soft labels every cell's student learns from.")
+c = st.columns(2)
+alpha_text = c[0].text_input("alpha grid", "0, 0.25, 0.5, 0.75, 1", key="sweep_alphas", persist_state="session",
+                             help="Values of alpha (weight of the hard-label CE, each in [0, 1]), separated by "
+                                  "commas. alpha = 1 is plain training: T has no effect in that row.")
+temp_text = c[1].text_input("Temperature grid", "1, 2, 4, 8", key="sweep_temperatures", persist_state="session",
+                            help="Values of T (each > 0), separated by commas; the KL term is multiplied by T².")
+c = st.columns(4)
+family = c[0].selectbox("Student family", MODEL_FAMILIES, key="sweep_family", persist_state="session",
+                        help="The student of every cell. mf is the fastest to train and to serve.")
+dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_state="session",
+                        help="The student's embedding width (6: about a tenth of the default teacher's parameters).")
+epochs = c[2].number_input("Epochs per cell (max)", 1, 500, 30, key="sweep_epochs", persist_state="session",
+                           help="Upper bound per cell, with early stopping on validation NDCG@10 (patience 4). The "
+                                "Distill page's defaults (30 epochs, lr 0.005), so its students count as cells.")
+lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="sweep_lr",
+                       persist_state="session", help="Adam's step size of every student.")
+try:
+    spec = sweep.SweepSpec(sweep.parse_grid(alpha_text, "alpha"), sweep.parse_grid(temp_text, "temperature"),
+                           ModelSpec(family, int(dim)), TrainConfig(epochs=int(epochs), lr=float(lr)))
+except ConfigError as e:
+    st.error(f"{e}. Nothing was started; stored runs are unchanged.")
+    st.stop()
+
+job = state.current_job("sweep", ds)
+snap = state.snapshot(job)
+running = snap is not None and snap.active
+grid = sweep.grid_frame(state.store(), ds, teacher.id, spec)
+todo = int((grid["status"] != "done").sum())
+
+c = st.columns([1, 1, 5])
+if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0,
+               help="Train every cell not yet stored with these settings (and the plain student if needed), one "
+                    "after another, in the background."):
+    state.start_job("sweep", ds, lambda: sweep.sweep_job(ds, teacher.id, spec, state.store()),
+                    f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}",
+                    teacher=teacher.id)
+if c[1].button("Stop", key="sweep_stop", disabled=not running,
+               help="Stop at the next mini-batch. Finished cells are kept; the next start resumes the rest."):
+    state.cancel(job)
+c[2].caption(f"{len(grid) - todo} of {len(grid)} cells are stored for these settings; starting trains the other "
+             f"{todo}." if todo else f"All {len(grid)} cells are stored for these settings.")
+
+metric = st.radio("Colour the cells by", list(sweep_view.SHORT), format_func=sweep_view.SHORT.get, horizontal=True,
+                  key="sweep_metric", persist_state="session",
+                  help="Validation NDCG@10 of the epoch kept (early stopping), test NDCG@10 and HR@10 of that model, "
+                       "or the training KL (before T²) of the last epoch. The star marks the best cell by "
+                       "validation NDCG@10 whatever is shown.")
+draw = sweep_view.body(ds, teacher.id, spec, metric)
+if job is not None:
+    live.show(job, draw)
+else:
+    draw(None)
+
+st.subheader("Open a cell")
+if sweep_view.cell_picker(sweep.grid_frame(state.store(), ds, teacher.id, spec)) is not None:
+    st.caption("The Distill page (soft labels) and the Recommendations page now show this student.")
