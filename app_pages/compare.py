@@ -1,7 +1,7 @@
 """Compare: every stored model of the active dataset by size, speed and quality; train a size ladder."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, DistillConfig, ModelSpec, RunConfig, TrainConfig, compare, ladder_job
+from distill_core import STUDENT_FAMILIES, DistillConfig, ModelSpec, RunConfig, TrainConfig, compare, ladder_job
 from ui import charts, live, state, widgets
 
 ds = state.active_dataset()
@@ -68,7 +68,7 @@ st.subheader("Train a size ladder")
 st.caption("One click distils a student of each size from the reference teacher, each beside its plain twin, one "
            "after another in the background; the chart above fills in as each finishes.")
 c = st.columns(5)
-family = c[0].selectbox("Student family", [f for f in MODEL_FAMILIES if f != "text"], key="ladder_family",
+family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="ladder_family",
                         help="mf serves with one dot product per item: the fastest to score.")
 dims = c[1].multiselect("Dims", [2, 4, 6, 8, 16, 32, 64, 128], list(compare.LADDER_DIMS), key="ladder_dims",
                         help="Embedding widths of the students, trained smallest first.")

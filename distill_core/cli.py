@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from distill_core.config import MODEL_FAMILIES, DataOptions, DistillConfig, ModelSpec, RunConfig, TrainConfig
+from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DataOptions, DistillConfig, ModelSpec, RunConfig, TrainConfig
 from distill_core.errors import RecDistillError
 
 log = logging.getLogger("distill_core")
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--kcore", type=int, default=0)
     r.add_argument("--teacher", default=d.teacher.family, choices=MODEL_FAMILIES)
     r.add_argument("--teacher-dim", type=int, default=d.teacher.dim)
-    r.add_argument("--student", default=d.student.family, choices=MODEL_FAMILIES)
+    r.add_argument("--student", default=d.student.family, choices=STUDENT_FAMILIES)
     r.add_argument("--student-dim", type=int, default=d.student.dim)
     r.add_argument("--alpha", type=float, default=d.distill.alpha, help="weight of the hard CE (1 - alpha: soft KL)")
     r.add_argument("--temperature", type=float, default=d.distill.temperature)
@@ -90,7 +90,7 @@ def _add_sweep(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--teacher-dim", type=int, default=d.teacher.dim)
     sw.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
     sw.add_argument("--teacher-epochs", type=int, default=d.teacher_train.epochs)
-    sw.add_argument("--student", default=d.student.family, choices=MODEL_FAMILIES)
+    sw.add_argument("--student", default=d.student.family, choices=STUDENT_FAMILIES)
     sw.add_argument("--student-dim", type=int, default=d.student.dim)
     sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
                     help="maximum epochs per cell (early stopping on validation NDCG@10)")
@@ -118,7 +118,9 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
     d = RunConfig()
 
     def train(base: TrainConfig) -> TrainConfig:
-        return replace(base, epochs=a.epochs or base.epochs, lr=a.lr or base.lr, seed=a.seed, device=a.device)
+        # "is None", not "or": --epochs 0 / --lr 0 must reach the validation, not fall back to the default
+        return replace(base, epochs=base.epochs if a.epochs is None else a.epochs,
+                       lr=base.lr if a.lr is None else a.lr, seed=a.seed, device=a.device)
 
     cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
                   student=ModelSpec(a.student, a.student_dim), teacher_train=train(d.teacher_train),

