@@ -19,8 +19,10 @@ from ui import charts, state
 from conftest import ROOT
 
 PAGES = ["app_pages/overview.py", "app_pages/data.py", "app_pages/teacher.py", "app_pages/distill.py",
-         "app_pages/recommendations.py"]
-WIDGETS = ["button", "number_input", "selectbox", "slider", "toggle", "text_input", "file_uploader"]
+         "app_pages/recommendations.py", "app_pages/compare.py", "app_pages/sweep.py", "app_pages/loss_lab.py",
+         "app_pages/history.py"]
+WIDGETS = ["button", "number_input", "selectbox", "multiselect", "slider", "toggle", "text_input", "text_area",
+           "file_uploader", "radio", "checkbox"]
 TINY_DEMO = RunConfig(teacher_train=TrainConfig(epochs=2), student_train=TrainConfig(epochs=2))
 
 
