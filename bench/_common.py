@@ -200,7 +200,7 @@ def sample_split() -> tuple[Dataset, Split]:
 def scaled_split(factor: int, scale_items: bool = True) -> tuple[Dataset, Split]:
     """The sample generator at ``factor`` x users and interactions (and items unless
     ``scale_items`` is False), generated once and cached under ``bench/.cache``."""
-    if factor == 1 and scale_items:
+    if factor == 1:  # the bundled sample is SampleSpec()'s output
         return sample_split()
     spec = SampleSpec().scaled(factor) if scale_items else SampleSpec(n_users=SampleSpec().n_users * factor)
     folder = CACHE / f"sample_u{spec.n_users}_i{spec.n_items}_s{spec.seed}"

@@ -203,38 +203,50 @@ class ItemsRows(C.LargestTensor):
 
 
 def scaling(cfg: RunConfig, args) -> list[dict[str, Any]]:
+    """One epoch (or ``--epoch-budget`` seconds of it) and one validation pass per model and scale.
+
+    ``users``: users and interactions x k, the sample's catalogue kept; ``items``: ``SampleSpec().scaled(k)``,
+    users, items and interactions x k (a users x items table grows as k^2)."""
     factors = [1, 4] if args.quick else [1, 4, 16]
     budget = 20.0 if args.quick else args.epoch_budget
     rows = []
-    for k in factors:
-        t0 = time.perf_counter()
-        ds, split = C.scaled_split(k, scale_items=not args.users_only)
-        load_s = time.perf_counter() - t0
-        # latency and memory do not depend on the weights: an untrained teacher gives the soft labels
-        with seeded(0):
-            teacher = build_model(cfg.teacher, split)
-        for role, spec, tcfg in (("teacher", cfg.teacher, cfg.teacher_train), ("student_kd", cfg.student, cfg.student_train)):
-            control = TrainerControl()
-            timer = EpochTimer(control, budget)
-            kw = {"teacher": teacher, "distill": cfg.distill} if role == "student_kd" else {}
-            with C.PeakRSS() as mem:
-                tm = train_model(split, spec, replace(tcfg, epochs=1, patience=0, device="cpu"), role=role,
-                                 callbacks=[timer], control=control, **kw)
-            steps = timer.steps_per_epoch
-            if timer.train:
-                epoch_s, how = timer.train[0], "measured"
-            else:  # stopped after the budget: the epoch's time from its steps so far
-                epoch_s, how = (timer.t_step - timer.t0) / timer.steps_done * steps, f"est. from {timer.steps_done} steps"
-            with C.PeakRSS() as emem, ItemsRows(split.n_items) as big:
-                te = time.perf_counter()
-                evaluate(tm.model, split, "valid", ks=(10,))
-                eval_s = time.perf_counter() - te
-            rows.append({"scale": f"{k}x", "users": ds.n_users, "items": ds.n_items,
-                         "interactions": ds.n_interactions, "model": role, "steps/epoch": steps,
-                         "epoch s": epoch_s, "epoch": how, "train peak RSS MiB": C.mib(mem.peak),
-                         "train RSS rise MiB": C.mib(mem.rise), "eval s": eval_s,
-                         "eval peak tensor MiB": C.mib(big.peak), "eval RSS rise MiB": C.mib(emem.rise), "eval block rows": big.rows, "load+split s": load_s})
-            del tm
+    for mode in args.scaling_modes:
+        for k in factors:
+            if k == 1 and mode != args.scaling_modes[0]:
+                continue  # 1x is the same data in every mode
+            t0 = time.perf_counter()
+            ds, split = C.scaled_split(k, scale_items=(mode == "items"))
+            load_s = time.perf_counter() - t0
+            # time and memory do not depend on the weights: an untrained teacher gives the soft labels
+            with seeded(0):
+                teacher = build_model(cfg.teacher, split)
+            for role, spec, tcfg in (("teacher", cfg.teacher, cfg.teacher_train),
+                                     ("student_kd", cfg.student, cfg.student_train)):
+                control = TrainerControl()
+                timer = EpochTimer(control, budget)
+                kw = {"teacher": teacher, "distill": cfg.distill} if role == "student_kd" else {}
+                with C.PeakRSS() as mem:
+                    t1 = time.perf_counter()
+                    tm = train_model(split, spec, replace(tcfg, epochs=1, patience=0, device="cpu"), role=role,
+                                     callbacks=[timer], control=control, **kw)
+                steps = timer.steps_per_epoch
+                if timer.train:
+                    epoch_s, how = timer.train[0], "measured"
+                else:  # stopped after the budget: the epoch's time from its steps so far
+                    epoch_s = (timer.t_step - timer.t0) / timer.steps_done * steps
+                    how = f"est. from {timer.steps_done} steps"
+                with C.PeakRSS() as emem, ItemsRows(split.n_items) as big:
+                    te = time.perf_counter()
+                    evaluate(tm.model, split, "valid", ks=(10,))
+                    eval_s = time.perf_counter() - te
+                rows.append({"scale": f"{k}x" + ("" if k == 1 else f" {mode}"), "users": ds.n_users,
+                             "items": ds.n_items, "interactions": ds.n_interactions, "model": role,
+                             "setup s": timer.t0 - t1, "steps/epoch": steps, "epoch s": epoch_s, "epoch": how,
+                             "examples/s": len(split.train_items) / epoch_s, "train peak RSS MiB": C.mib(mem.peak),
+                             "train RSS rise MiB": C.mib(mem.rise), "eval s": eval_s,
+                             "eval peak tensor MiB": C.mib(big.peak), "eval block rows": big.rows,
+                             "load+split s": load_s})
+                del tm
     return rows
 
 
@@ -244,10 +256,13 @@ def main() -> None:
     p.add_argument("--epoch-budget", type=float, default=90.0,
                    help="scaling: seconds of training per model and scale before the epoch time is "
                         "estimated from the steps so far")
-    p.add_argument("--users-only", action="store_true",
-                   help="scaling: multiply users and interactions only, keep the sample's 1,800 items")
+    p.add_argument("--scaling-modes", nargs="+", default=None, choices=["users", "items"],
+                   help="scaling: 'users' multiplies users and interactions (catalogue kept); 'items' uses "
+                        "SampleSpec().scaled(k), users, items and interactions (default: both; --quick: users)")
     args = p.parse_args()
+    args.scaling_modes = args.scaling_modes or (["users"] if args.quick else ["users", "items"])
     started = C.start(args)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's one-time lazy imports, out of every timing
     cfg = RunConfig()
     ds, split = C.sample_split()
     print(f"sample: {ds.n_users} users, {ds.n_items} items, {len(split.train_items)} training pairs", flush=True)
