@@ -1,7 +1,7 @@
 """Inference speed on CPU: scoring latency per 1,000 users, and scoring plus top-10 retrieval
 (``torch.topk``), teacher vs student, at batch 1 and batch 256.
 
-    .venv/bin/python bench/inference.py            # full run (about 2 minutes)
+    .venv/bin/python bench/inference.py            # full run (about 30 seconds)
     .venv/bin/python bench/inference.py --quick
 
 Models are the defaults of ``RunConfig`` (SASRec teacher, MF dim 6 student) built for the sample

@@ -2,7 +2,7 @@
 poller reading its progress snapshots every 0.5 s; and the time from "start" to the first
 progress snapshot that holds a loss value.
 
-    .venv/bin/python bench/live.py            # full run (about 4 minutes)
+    .venv/bin/python bench/live.py            # full run (about 3 minutes)
     .venv/bin/python bench/live.py --quick
 
 The run is the default distilled student (``RunConfig().student``, current soft labels) of a

@@ -1,7 +1,7 @@
 """Engine speed: training throughput against a minimal hand-written loop, full-ranking evaluation
 (time, peak memory, largest users x items block), and how epoch time and memory grow with the data.
 
-    .venv/bin/python bench/speed.py            # full run (about 15 minutes on 2 shared cores)
+    .venv/bin/python bench/speed.py            # full run (about 11 minutes on 2 cores, longer when shared)
     .venv/bin/python bench/speed.py --quick    # a short run while developing
 
 Throughput: the engine runs as the dashboard runs it (``train_model`` inside a ``JobRunner`` job,
