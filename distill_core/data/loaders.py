@@ -31,6 +31,8 @@ CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SEPARATORS = (",", "\t", ";", "|")
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+# In seconds, not nanoseconds: subtracting a ns epoch would overflow for dates before 1677 or after 2262.
+EPOCH = pd.Timestamp(0, tz="UTC").as_unit("s")
 INTERACTION_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 ITEM_COLUMNS = ["item_id", "title", "genres"]
 
@@ -120,7 +122,13 @@ def read_table(text: str, source: str, sep: str, *, header: bool = True,
                          na_filter=False, skip_blank_lines=False, quoting=quoting)
     except Exception as exc:  # pandas raises several types; report them all the same way
         raise DataError(f"{source}: cannot parse as {_name(sep)}-separated text: {str(exc).strip()}") from exc
+    if header and not isinstance(df.index, pd.RangeIndex):
+        # pandas silently makes the first field(s) an index when every data line has more fields than the
+        # header, which would shift every column by one: refuse instead.
+        raise DataError(f"{source}: the data lines have more fields than the {df.shape[1]} columns of the "
+                        f"header {[str(c).strip() for c in df.columns][:10]}; check the header and the delimiter")
     df.columns = [str(c).strip() for c in df.columns]
+    unique_columns(df, source)
     if df.shape[1] == 1:
         first = text.lstrip().splitlines()[0]
         others = [s for s in SEPARATORS if s != sep and s in first]
@@ -134,6 +142,13 @@ def read_table(text: str, source: str, sep: str, *, header: bool = True,
     return df
 
 
+def unique_columns(df: pd.DataFrame, source: str) -> None:
+    """DataError when two columns share a name (after stripping): ``df[name]`` would be a frame."""
+    dup = df.columns[df.columns.duplicated()]
+    if len(dup):
+        raise DataError(f"{source}: column {str(dup[0])!r} appears more than once in the header")
+
+
 def read_parquet(path: Path, max_bytes: int | None = None) -> pd.DataFrame:
     """Read a Parquet file; DataError if unreadable or without rows."""
     check_file(path, max_bytes)
@@ -144,6 +159,7 @@ def read_parquet(path: Path, max_bytes: int | None = None) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
         raise DataError(f"{path}: cannot read as Parquet: {exc}") from exc
     df.columns = [str(c).strip() for c in df.columns]
+    unique_columns(df, str(path))
     if df.empty:
         raise DataError(f"{path}: no data rows (columns: {list(df.columns)})")
     return df.reset_index(drop=True)
@@ -193,7 +209,7 @@ def numbers_column(col: pd.Series, name: str, source: str, line_base: int, unit:
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         if col.dt.tz is None:
             col = col.dt.tz_localize("UTC")
-        values = (col - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        values = (col - EPOCH).dt.total_seconds()
     elif pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
         values = pd.Series(col.to_numpy(dtype="float64", na_value=np.nan), index=col.index)
     else:
@@ -206,7 +222,7 @@ def numbers_column(col: pd.Series, name: str, source: str, line_base: int, unit:
         if dates and bad.any() and bad.iloc[int(np.argmax((~missing).to_numpy()))]:
             # the first value present is not a number: read the whole column as ISO dates
             stamps = pd.to_datetime(text.where(~missing), format="ISO8601", utc=True, errors="coerce")
-            values = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().astype("float64")
+            values = (stamps - EPOCH).dt.total_seconds().astype("float64")
             bad = ~missing & values.isna()
             expected = "an ISO date, like the first value"
             kind = "invalid date"
@@ -334,6 +350,33 @@ def _file_format(path: Path) -> str | None:
     return None
 
 
+def _short(path: object, limit: int = 200) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def resolve_path(text: str) -> Path:
+    """A dataset path typed by a user: ``~`` expanded, made absolute with links resolved, and checked
+    to be an existing, readable folder or regular file. Every problem is a DataError (a NUL byte, a
+    name too long, an unknown ``~user``, a link loop, a device or pipe that would block a read)."""
+    shown = str(text).strip()
+    if not shown:
+        raise DataError("dataset path: empty; type the path of a dataset folder or file")
+    if "\x00" in shown:
+        raise DataError(f"{_short(shown)!r}: the path contains a NUL character")
+    try:
+        p = Path(shown).expanduser().resolve(strict=True)
+    except FileNotFoundError as exc:
+        raise DataError(f"{_short(shown)}: path does not exist") from exc
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: unknown ~user, link loop
+        raise DataError(f"{_short(shown)}: cannot use this path: {exc}") from exc
+    if not (p.is_dir() or p.is_file()):
+        raise DataError(f"{p}: neither a folder nor a regular file")
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+        raise DataError(f"{p}: not readable (permission denied)")
+    return p
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a dataset file or folder: one of :data:`FORMATS`; DataError if unknown."""
     p = Path(path)
@@ -363,22 +406,26 @@ def load_raw(path: str | os.PathLike, format: str = "auto", *, user_col: str | N
     the size of each file read. Every problem raises :class:`DataError`.
     """
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the OS, a NUL byte, ...
+        raise DataError(f"{_short(path)}: cannot use this path: {exc}") from exc
+    if not exists:
         raise DataError(f"{path}: path does not exist")
     fmt = format.lower().strip()
-    if fmt == "auto":
-        fmt = detect_format(p)
-    elif fmt == "movielens":
-        found = _folder_format(_data_folder(p), movielens_only=True)
-        if found is None:
-            raise DataError(f"{path}: not a MovieLens folder; looked for u.data (ml-100k), "
-                            f"ratings.dat (ml-1m) or ratings.csv (ml-latest)")
-        fmt = found
-    elif fmt not in FORMATS:
-        raise DataError(f"{path}: unknown format {format!r}; use auto, movielens or {', '.join(FORMATS)}")
     cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
             "timestamp_col": timestamp_col}
-    try:
+    try:  # detection lists folders, which can fail too (permissions)
+        if fmt == "auto":
+            fmt = detect_format(p)
+        elif fmt == "movielens":
+            found = _folder_format(_data_folder(p), movielens_only=True)
+            if found is None:
+                raise DataError(f"{path}: not a MovieLens folder; looked for u.data (ml-100k), "
+                                f"ratings.dat (ml-1m) or ratings.csv (ml-latest)")
+            fmt = found
+        elif fmt not in FORMATS:
+            raise DataError(f"{path}: unknown format {format!r}; use auto, movielens or {', '.join(FORMATS)}")
         interactions, items, fmt = _load(p, fmt, cols, items_path, sep, max_bytes)
     except DataError:
         raise

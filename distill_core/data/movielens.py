@@ -24,6 +24,7 @@ from distill_core.data.loaders import (
     read_table,
     read_text,
     sniff_sep,
+    unique_columns,
 )
 from distill_core.errors import DataError
 
@@ -174,7 +175,7 @@ def load_mllatest(folder: Path, max_bytes: int | None = None) -> Frames:
     return interactions, read_items_file(path, max_bytes, sep=",")
 
 
-def _strip_types(df: pd.DataFrame) -> dict[str, str]:
+def _strip_types(df: pd.DataFrame, source: str) -> dict[str, str]:
     """Drop RecBole ``:type`` suffixes from the column names; return name -> type."""
     types = {}
     names = []
@@ -183,6 +184,7 @@ def _strip_types(df: pd.DataFrame) -> dict[str, str]:
         names.append(name.strip())
         types[name.strip()] = kind.strip()
     df.columns = names
+    unique_columns(df, source)  # "user_id:token" and "user_id:float" are one name without their types
     return types
 
 
@@ -204,7 +206,7 @@ def load_recbole(path: Path, max_bytes: int | None = None, **cols: str | None) -
         inter = path
     text = read_text(inter, max_bytes)
     df = read_table(text, str(inter), "\t", quoting=csv.QUOTE_NONE)
-    _strip_types(df)
+    _strip_types(df, str(inter))
     cols = {k: (v.partition(":")[0] if v else v) for k, v in cols.items()}
     interactions = build_interactions(df, str(inter), line_base=2, **cols)
     items_files = _pick(inter.parent, ".item", inter.stem)
@@ -215,7 +217,7 @@ def load_recbole(path: Path, max_bytes: int | None = None, **cols: str | None) -
         return interactions, empty_items()
     item_path = items_files[0]
     idf = read_table(read_text(item_path, max_bytes), str(item_path), "\t", quoting=csv.QUOTE_NONE)
-    types = _strip_types(idf)
+    types = _strip_types(idf, str(item_path))
     token_seq_genres = any(t == "token_seq" and any(k in n.lower() for k in ("genre", "class", "categor"))
                            for n, t in types.items())
     items = build_items(idf, str(item_path), line_base=2, genre_sep=" " if token_seq_genres else None)
