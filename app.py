@@ -11,6 +11,10 @@ page = st.navigation([
     st.Page("app_pages/teacher.py", title="Teacher", icon="🎓"),
     st.Page("app_pages/distill.py", title="Distill", icon="⚗️"),
     st.Page("app_pages/recommendations.py", title="Recommendations", icon="📋"),
+    st.Page("app_pages/compare.py", title="Compare sizes", icon="📏"),
+    st.Page("app_pages/sweep.py", title="Alpha × T sweep", icon="🧭"),
+    st.Page("app_pages/loss_lab.py", title="Loss lab", icon="🧮"),
+    st.Page("app_pages/history.py", title="Run history", icon="🗃️"),
 ])
 sidebar.render()
 page.run()

@@ -1,7 +1,7 @@
 """Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, SOFT_LABEL_MODES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
+from distill_core import STUDENT_FAMILIES, SOFT_LABEL_MODES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
 from ui import charts, live, state, widgets
 
 ds = state.active_dataset()
@@ -45,7 +45,7 @@ soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft_mo
                                 "teacher and student are of one family, current otherwise (an mf student cannot "
                                 "read sequences, so it learns each user's *current* state).")
 c = st.columns(4)
-family = c[0].selectbox("Student family", MODEL_FAMILIES, key="distill_family", persist_state="session",
+family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="distill_family", persist_state="session",
                         help="mf: matrix factorisation (the fastest to serve). two_tower and sasrec also read the "
                              "user's recent items.")
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="distill_dim", persist_state="session",
@@ -57,7 +57,7 @@ lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f
                        persist_state="session", help="Adam's step size (both students).")
 
 c = st.columns([1, 1, 6])
-if c[0].button("Train", type="primary", key="distill_train", disabled=running,
+if c[0].button("Train", type="primary", key="distill_train", disabled=state.own_job_running("distill", ds),
                help="Distil the student from the teacher, then train the plain student (reused when an identical "
                     "one is stored). Runs in the background."):
     state.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),

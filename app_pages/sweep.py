@@ -1,7 +1,7 @@
 """Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, ConfigError, ModelSpec, TrainConfig, sweep
+from distill_core import STUDENT_FAMILIES, ConfigError, ModelSpec, TrainConfig, sweep
 from ui import live, state, sweep_view, widgets
 
 ds = state.active_dataset()
@@ -28,7 +28,7 @@ alpha_text = c[0].text_input("alpha grid", "0, 0.25, 0.5, 0.75, 1", key="sweep_a
 temp_text = c[1].text_input("Temperature grid", "1, 2, 4, 8", key="sweep_temperatures", persist_state="session",
                             help="Values of T (each > 0), separated by commas; the KL term is multiplied by T².")
 c = st.columns(4)
-family = c[0].selectbox("Student family", MODEL_FAMILIES, key="sweep_family", persist_state="session",
+family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="sweep_family", persist_state="session",
                         help="The student of every cell. mf is the fastest to train and to serve.")
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_state="session",
                         help="The student's embedding width (6: about a tenth of the default teacher's parameters).")

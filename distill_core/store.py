@@ -7,6 +7,7 @@ the store is opened.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import torch
 from distill_core.errors import StoreError
 
 log = logging.getLogger(__name__)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -146,6 +148,14 @@ class RunStore:
         with self._tx() as db:
             db.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*sets.values(), rid))
 
+    def update_info(self, rid: str, info: dict[str, Any]) -> None:
+        """Merge ``info`` into the run's info (e.g. a latency re-measured on this machine)."""
+        with self._tx() as db:
+            row = db.execute("SELECT info FROM runs WHERE id = ?", (rid,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run with id {rid!r} in {self.path}")
+            db.execute("UPDATE runs SET info = ? WHERE id = ?", (json.dumps(json.loads(row["info"]) | info), rid))
+
     def _weights_path(self, name: str) -> Path:
         path = (self.weights_dir / name).resolve()
         if path.parent != self.weights_dir.resolve():
@@ -153,15 +163,33 @@ class RunStore:
         return path
 
     def _write_weights(self, rid: str, state_dict: dict[str, torch.Tensor]) -> str:
-        name = f"{''.join(c for c in rid if c.isalnum() or c in '-_')}.pt"
+        safe = "".join(c for c in rid if c in _NAME_CHARS)
+        if safe != rid or len(rid) > 100:  # short, ASCII, and still unique whatever the run id holds
+            safe = f"{safe[:64]}-{hashlib.sha1(rid.encode('utf-8', 'replace')).hexdigest()[:12]}"
+        name = f"{safe}.pt"
         final = self._weights_path(name)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)  # atomic: a reader sees the old file or the whole new one
+        except OSError as e:  # disk full, ...: no half-written file is left behind
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write weight file {final}: {e}") from e
         return name
+
+    def weights_path(self, rid: str) -> Path | None:
+        """Where the run's weight file is (None for a run without weights); for downloads."""
+        rec = self.get(rid)
+        return self._weights_path(rec.weights) if rec.weights else None
+
+    def find(self, rid: str) -> RunRecord | None:
+        """The run, or None when the store has no such run (e.g. it was deleted)."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()
+        return _record(row) if row is not None else None
 
     def load_weights(self, rid: str) -> dict[str, torch.Tensor]:
         """The run's state dict, loaded with ``weights_only=True``; anything else is refused."""

@@ -106,3 +106,22 @@ def compare(table: pd.DataFrame) -> go.Figure:
     fig = px.bar(long, x="metric", y="value", color="model", barmode="group", color_discrete_map=COLORS,
                  hover_data=["params"], text_auto=".3f")
     return _style(fig, "metric on the test split (@10 items)", "value (0-1)", "Teacher vs distilled vs plain student")
+
+
+ROLE_COLORS = {"teacher": COLORS["Teacher"], "distilled student": COLORS["Distilled student"],
+               "plain student": COLORS["Plain student"]}
+
+
+def size_quality(frame: pd.DataFrame, metric: str, frontier: np.ndarray) -> go.Figure:
+    """Quality vs parameters (log x), marker area ~ scoring latency, the Pareto frontier as a line."""
+    df = frame.assign(latency=frame["ms_per_1k_users"].fillna(frame["ms_per_1k_users"].median()).fillna(1.0))
+    fig = px.scatter(df, x="params", y=metric, color="role", size="latency", size_max=40, log_x=True,
+                     color_discrete_map=ROLE_COLORS, symbol="family",
+                     hover_data={"model": True, "run": True, "ms_per_1k_users": ":.1f", "latency": False,
+                                 "params": ":,"})
+    front = df[frontier].sort_values("params")
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=front["params"], y=front[metric], mode="lines", name="Pareto frontier",
+                                 line={"dash": "dot", "color": "#2ca02c"}, hoverinfo="skip"))
+    return _style(fig, "parameters (log scale)", f"test {metric}", f"{metric} vs model size (marker size: scoring "
+                  "ms per 1,000 users)")

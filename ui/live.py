@@ -89,10 +89,10 @@ def _with_reused_plain(snap: ProgressSnapshot, epochs: pd.DataFrame) -> pd.DataF
     """Add the stored curve of a plain student the job reused instead of training it (a job that
     trains its plain student goes through the phase "student_plain"; one that reuses it does not)."""
     plain = snap.runs.get("student_plain")
-    if plain is None or snap.phase == "student_plain":
+    rec = state.store().find(plain) if plain is not None and snap.phase != "student_plain" else None
+    if rec is None:  # trained by this job, or deleted since on the Run history page
         return epochs
     st.caption(f"The plain student with these settings was already stored ({plain}); it was reused.")
-    rec = state.store().get(plain)
     return pd.concat([epochs, charts.epochs_frame(rec.history, "Plain student")], ignore_index=True)
 
 

@@ -25,6 +25,7 @@ from distill_core import (Dataset, JobRunner, ProgressSnapshot, RecDistillError,
                           load_sample, split_dataset)
 from distill_core import inspect
 from distill_core.errors import StoreError
+from distill_core.data.loaders import resolve_path
 
 LIVE_SECONDS = 1.0  # how often a live section polls its job
 _D = RunConfig()
@@ -176,13 +177,16 @@ def on_load_folder(path_key: str, format_key: str) -> None:
     if not path:
         st.session_state[DATA_ERROR_KEY] = "Type the path of a dataset folder (or file) first."
         return
-    _try_load(lambda: load_dataset(Path(path).expanduser(), st.session_state.get(format_key, "auto")))
+    # resolve_path: absolute, links followed, and only an existing readable folder or file gets to a loader
+    _try_load(lambda: load_dataset(resolve_path(path), st.session_state.get(format_key, "auto")))
 
 
 def load_upload(name: str, data: bytes) -> Dataset:
     """Load uploaded bytes: written under their own (sanitised) name in a temporary folder, loaded,
     removed; messages name the file, not the temporary folder."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name) or "upload.csv"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)
+    if not safe.strip("."):  # "" or ".." would name the temporary folder or its parent, not a file
+        safe = "upload.csv"
     with tempfile.TemporaryDirectory(prefix="recdistill-upload-") as d:
         path = Path(d) / safe
         path.write_bytes(data)
@@ -261,6 +265,14 @@ def current_job(kind: str, ds: Dataset) -> str | None:
     return registry().jobs.latest(kind, ds.fingerprint)
 
 
+def own_job_running(kind: str, ds: Dataset) -> bool:
+    """Whether the job of ``kind`` on ``ds`` that *this session* started is still running. A page offers
+    Train unless it is: another session's job shown through ``current_job`` does not block this one,
+    so two sessions can train at once."""
+    own = st.session_state.get(f"job:{kind}:{ds.fingerprint}")
+    return own is not None and registry().jobs.get(own) is not None and runner().snapshot(own).active
+
+
 def snapshot(job_id: str | None) -> ProgressSnapshot | None:
     return runner().snapshot(job_id) if job_id is not None else None
 
@@ -279,14 +291,15 @@ def job_runs(snap: ProgressSnapshot | None, teacher: str | None = None) -> dict[
     ids = dict(snap.runs) if snap is not None else {}
     if teacher is not None:
         ids = {"teacher": teacher, **ids}
-    recs = {role: store().get(rid) for role, rid in ids.items()}
-    return {inspect.ROLE_LABELS.get(role, role): rec for role, rec in recs.items() if rec.status == "done"}
+    recs = {role: store().find(rid) for role, rid in ids.items()}  # None: deleted on the Run history page
+    return {inspect.ROLE_LABELS.get(role, role): rec for role, rec in recs.items()
+            if rec is not None and rec.status == "done"}
 
 
 def job_teacher(job_id: str | None) -> RunRecord | None:
     """The teacher run a distillation job reads (None for other jobs)."""
     info = job_info(job_id)
-    return store().get(info.teacher) if info is not None and info.teacher is not None else None
+    return store().find(info.teacher) if info is not None and info.teacher is not None else None  # None if deleted
 
 
 def models_of(ds: Dataset, teacher: RunRecord, pair: inspect.Distillation | None) -> dict[str, Recommender]:
@@ -339,3 +352,12 @@ def follow_selected_student(key: str, options: Collection[str], teacher: bool = 
     value = rec.parent if teacher else rec.id
     if value in options:
         st.session_state[key] = value
+
+
+def remeasure_latency(ds: Dataset, run_ids: Collection[str]) -> None:
+    """Re-measure each stored model's scoring latency now (median of 7) and keep it in the run's info."""
+    from distill_core import compare
+    for rid in run_ids:
+        m = compare.measure_latency(model(rid, ds))
+        store().update_info(rid, {"score_ms_per_1k_users": m["ms_per_1k_users"], "device": m["device"],
+                                  "latency_repeats": m["repeats"]})
