@@ -222,15 +222,16 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A markdown table of ``rows`` (also printed)."""
+def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str] | None = None, echo: bool = True) -> str:
+    """A markdown table of ``rows`` (also printed unless ``echo`` is False)."""
     cols = list(columns or (rows[0].keys() if rows else []))
     cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     line = lambda xs: "| " + " | ".join(x.ljust(w) for x, w in zip(xs, widths)) + " |"  # noqa: E731
     text = "\n".join([f"\n### {title}\n", line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
                      + [line(r) for r in cells])
-    print(text, flush=True)
+    if echo:
+        print(text, flush=True)
     return text
 
 
