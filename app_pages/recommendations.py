@@ -28,8 +28,12 @@ split = state.split(ds, pair.teacher.config["split"])
 c = st.columns([3, 2])
 with c[0]:
     user = widgets.user_picker(ds, split, "rec_user")
-k = c[1].slider("K (list length)", 5, 50, 10, key="rec_k", persist_state="session",
-                help="How many items each model recommends; overlap@K uses the same K.")
+max_k = min(50, split.n_items)  # a catalogue smaller than 50 items caps K at its size
+if st.session_state.get("rec_k", 0) > max_k:  # K kept from a larger dataset
+    st.session_state["rec_k"] = max_k
+k = c[1].slider("K (list length)", 1, max_k, min(10, max_k), key="rec_k", persist_state="session",
+                help=f"How many items each model recommends (at most {max_k}: the catalogue has {split.n_items} "
+                     "items); overlap@K uses the same K.")
 if user is None:
     st.stop()
 

@@ -185,7 +185,8 @@ def soft_label_view(models: Mapping[str, Recommender], ds: Dataset, split: Split
 
 def top_k_lists(models: Mapping[str, Recommender], ds: Dataset, split: Split, user: int,
                 k: int = 10) -> dict[str, pd.DataFrame]:
-    """Each model's top-``k`` unseen items for ``user`` (test context, as in evaluation): rank,
+    """Each model's top-``k`` unseen items for ``user`` (test context, as in evaluation; fewer when the user
+    has fewer than ``k`` unseen items): rank,
     item, item_id, title, genres, score, test (the held-out test item), shared_with (other lists
     holding the item) and in_lists (how many lists hold it, itself included)."""
     if not 1 <= k <= split.n_items:
@@ -198,12 +199,13 @@ def top_k_lists(models: Mapping[str, Recommender], ds: Dataset, split: Split, us
         s = scorer(m, split, "test")(torch.tensor([user]))[0].double()  # (n_items,)
         s[torch.as_tensor(seen[ptr[user]:ptr[user + 1]])] = float("-inf")
         vals, idx = s.topk(k)
-        tops[name] = (idx.numpy(), vals.numpy())
+        keep = torch.isfinite(vals)  # a user with fewer than k unseen items gets a shorter list, never a seen item
+        tops[name] = (idx[keep].numpy(), vals[keep].numpy())
     out = {}
     for name, (idx, vals) in tops.items():
         others = [o for o in tops if o != name]
         shared = [", ".join(o for o in others if i in tops[o][0]) for i in idx]
-        out[name] = pd.DataFrame({"rank": np.arange(1, k + 1), "item": idx, "item_id": ds.item_ids[idx],
+        out[name] = pd.DataFrame({"rank": np.arange(1, len(idx) + 1), "item": idx, "item_id": ds.item_ids[idx],
                                   "title": ds.titles[idx], "genres": ds.genres[idx], "score": vals,
                                   "test": np.isin(idx, test_items), "shared_with": shared,
                                   "in_lists": [1 + sum(i in tops[o][0] for o in others) for i in idx]})

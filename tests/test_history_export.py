@@ -325,3 +325,30 @@ def test_deleting_a_teacher_asks_about_its_students_and_other_pages_keep_working
         assert not app.exception, (page, [e.value for e in app.exception])
         assert app.sidebar.caption[0].value.startswith("tiny")
     assert "There is no distilled student" in app.info[0].value  # its only pair lost its teacher
+
+
+def test_recommendations_page_caps_k_at_a_catalogue_smaller_than_50(tmp_path):
+    """A 20-item catalogue: the K slider stops at 20 (not 50), a K kept from a larger dataset is lowered to it,
+    and the three lists have 20 rows each: no error reaches the page."""
+    from distill_core.data import build_dataset
+    from distill_core.data.loaders import load_raw
+    from distill_core.data.sample import SampleSpec, write_sample
+    write_sample(tmp_path, SampleSpec(n_users=40, n_items=20, mean_activity=8, n_niches=4, n_taste_groups=2, seed=3))
+    small = build_dataset(load_raw(tmp_path), name="small")
+    assert small.n_items == 20
+    make_runs(small, state.store(), teacher_dim=8)
+    at = AppTest.from_file(str(ROOT / "app_pages/recommendations.py"), default_timeout=60)
+    state._datasets().put(small)
+    at.session_state[state.DATASET_KEY] = small.fingerprint
+    at.session_state["rec_k"] = 40  # as if chosen on the sample
+    at.run()
+    assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
+    k = at.slider(key="rec_k")
+    assert k.max == 20 and k.value == 20
+    hist = at.dataframe[0].value
+    assert len(set(small.titles)) == small.n_items  # titles identify the items in the lists
+    history_items = set(hist.loc[hist["part"] != "test (held out)", "title"])  # seen: never recommended
+    unseen = 20 - len(history_items)
+    assert 0 < unseen < 20
+    for lst in at.dataframe[1:4]:  # a full 20 would have to repeat seen items: the lists stop at the unseen ones
+        assert lst.value.shape[0] == unseen and not history_items & set(lst.value["title"])
