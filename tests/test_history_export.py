@@ -329,7 +329,8 @@ def test_deleting_a_teacher_asks_about_its_students_and_other_pages_keep_working
 
 def test_recommendations_page_caps_k_at_a_catalogue_smaller_than_50(tmp_path):
     """A 20-item catalogue: the K slider stops at 20 (not 50), a K kept from a larger dataset is lowered to it,
-    and the three lists have 20 rows each: no error reaches the page."""
+    a user id typed for the previous dataset is replaced by one of this dataset, and the lists stop at the
+    user's unseen items: no error reaches the page."""
     from distill_core.data import build_dataset
     from distill_core.data.loaders import load_raw
     from distill_core.data.sample import SampleSpec, write_sample
@@ -341,10 +342,12 @@ def test_recommendations_page_caps_k_at_a_catalogue_smaller_than_50(tmp_path):
     state._datasets().put(small)
     at.session_state[state.DATASET_KEY] = small.fingerprint
     at.session_state["rec_k"] = 40  # as if chosen on the sample
+    at.session_state["rec_user"] = "999"  # a sample user id, typed before the switch; not a user of `small`
     at.run()
     assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
     k = at.slider(key="rec_k")
     assert k.max == 20 and k.value == 20
+    assert "999" not in small.user_ids and at.text_input(key="rec_user").value in small.user_ids
     hist = at.dataframe[0].value
     assert len(set(small.titles)) == small.n_items  # titles identify the items in the lists
     history_items = set(hist.loc[hist["part"] != "test (held out)", "title"])  # seen: never recommended

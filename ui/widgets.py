@@ -23,7 +23,12 @@ def _random_user(key: str, ds: Dataset, split: Split) -> None:
 def user_picker(ds: Dataset, split: Split, key: str) -> int | None:
     """A user-id box and a "random long-tail user" button; the user's index, or None (error shown)."""
     first = split.eval_users("test")
-    st.session_state.setdefault(key, str(ds.user_ids[first[0] if len(first) else 0]))
+    default = str(ds.user_ids[first[0] if len(first) else 0])
+    if st.session_state.get(f"{key}_dataset") != ds.fingerprint:
+        # another dataset became active: a user id typed for the old one means nothing here
+        st.session_state[key] = default
+        st.session_state[f"{key}_dataset"] = ds.fingerprint
+    st.session_state.setdefault(key, default)
     c = st.columns([3, 2])
     c[0].text_input("User id", key=key, help=f"An original user id of the dataset '{ds.name}' "
                     f"(e.g. {ds.user_ids[0]}).")
