@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -261,3 +262,28 @@ def test_step_frame_keeps_kl_and_total_only_for_the_distilled_student():
     assert charts.steps_frame([]).empty and charts.epochs_frame([]).empty
     ep = charts.epochs_frame([{"phase": "student_kd", "epoch": 1.0, "val_ndcg@10": 0.1, "val_hr@10": 0.2}])
     assert ep.to_dict("records") == [{"epoch": 1, "model": "Distilled student", "val_ndcg@10": 0.1, "val_hr@10": 0.2}]
+
+
+def test_live_loss_chart_thins_long_series_to_bucket_means_and_keeps_the_last_step():
+    """A live chart is redrawn every second: a long series is drawn as at most LIVE_POINTS bucket means,
+    whose values match numpy's means of the same buckets; short series are drawn point for point."""
+    rng = np.random.default_rng(0)
+    n = 3 * charts.LIVE_POINTS + 7
+    steps = [{"phase": "student_kd", "t": t, "ce": float(rng.uniform(5, 7)), "kl": 0.3, "total": 3.0}
+             for t in range(1, n + 1)] + [{"phase": "student_plain", "t": n + 1, "ce": 6.0, "kl": 0.0, "total": 6.0}]
+    fig = charts.loss_curves(charts.steps_frame(steps))
+    by = {d.name: d for d in fig.data}
+    ce = by["Distilled student: CE (hard labels)"]
+    assert len(ce.x) == charts.LIVE_POINTS and ce.x[-1] == n and list(ce.x) == sorted(ce.x)
+    y = np.array([s["ce"] for s in steps[:n]])
+    edges = np.linspace(0, n, charts.LIVE_POINTS + 1).round().astype(int)
+    np.testing.assert_allclose(ce.y, [y[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    assert list(by["Plain student: CE (hard labels)"].y) == [6.0] and fig.layout.yaxis.type == "log"
+
+
+def test_streamlit_does_not_collect_garbage_after_every_live_poll():
+    """Streamlit's default full gc after each script run held the GIL 2x a second and slowed training
+    under a live page 3x (docs: .streamlit/config.toml); the setting must stay off."""
+    import tomllib
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["runner"]["postScriptGC"] is False

@@ -18,6 +18,8 @@ from distill_core.inspect import HEAD_SHARE, ROLE_LABELS, SoftLabelView
 COLORS = {"Teacher": "#1f77b4", "Distilled student": "#ff7f0e", "Plain student": "#7f7f7f"}
 TERMS = {"ce": "CE (hard labels)", "kl": "KL (soft labels)", "total": "total loss"}
 HEIGHT = 340
+LIVE_POINTS = 400  # points per loss series in a live chart (more are averaged in buckets)
+PALETTE = px.colors.qualitative.Plotly
 
 
 def _style(fig: go.Figure, x: str, y: str, title: str) -> go.Figure:
@@ -47,17 +49,45 @@ def epochs_frame(rows: Iterable[Mapping[str, Any]], model: str | None = None) ->
                          "val_hr@10": df.get("val_hr@10", np.nan)})
 
 
-def loss_curves(steps: pd.DataFrame, title: str = "Training loss") -> go.Figure:
-    """Loss of every training step (log scale: CE is a few nats, KL a fraction of one)."""
-    fig = px.line(steps, x="step", y="loss", color="series", log_y=True)
+def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points: beyond that, consecutive points are averaged in equal buckets
+    (the x of a bucket is its last x, so the last point stays where training is)."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    edges = np.linspace(0, n, max_points + 1).round().astype(int)
+    starts, ends = edges[:-1], edges[1:]
+    sums = np.add.reduceat(np.asarray(y, dtype=float), starts)
+    return np.asarray(x)[ends - 1], sums / (ends - starts)
+
+
+def _series_traces(df: pd.DataFrame, x: str, y: str, by: str, colors: Mapping[str, str], max_points: int | None,
+                   **trace: Any) -> list[go.Scatter]:
+    """One line per value of ``by``, in order of appearance (built directly: the live charts are redrawn
+    every second in the script thread, and plotly express costs ~10x more per figure)."""
+    traces = []
+    for i, (name, part) in enumerate(df.groupby(by, sort=False)):
+        xs, ys = part[x].to_numpy(), part[y].to_numpy()
+        if max_points:
+            xs, ys = thin(xs, ys, max_points)
+        color = colors.get(name, PALETTE[i % len(PALETTE)])
+        traces.append(go.Scatter(x=xs, y=ys, name=str(name), line={"color": color}, **trace))
+    return traces
+
+
+def loss_curves(steps: pd.DataFrame, title: str = "Training loss", max_points: int = LIVE_POINTS) -> go.Figure:
+    """Loss per training step (log scale: CE is a few nats, KL a fraction of one); a series longer than
+    ``max_points`` is drawn as means of consecutive steps."""
+    fig = go.Figure(_series_traces(steps, "step", "loss", "series", {}, max_points, mode="lines"))
     fig.update_traces(line={"width": 1.5})
+    fig.update_yaxes(type="log")
     return _style(fig, "training step (mini-batches since the job started)", "loss (nats, log scale)", title)
 
 
 def val_curves(epochs: pd.DataFrame, references: Mapping[str, float] | None = None,
                title: str = "Validation NDCG@10") -> go.Figure:
     """Validation NDCG@10 per epoch of each model; ``references`` are drawn as dashed lines."""
-    fig = px.line(epochs, x="epoch", y="val_ndcg@10", color="model", markers=True, color_discrete_map=COLORS)
+    fig = go.Figure(_series_traces(epochs, "epoch", "val_ndcg@10", "model", COLORS, None, mode="lines+markers"))
     for name, value in (references or {}).items():
         fig.add_hline(y=value, line_dash="dash", line_color=COLORS.get(name, "#333"),
                       annotation_text=f"{name} (best {value:.4f})", annotation_position="bottom right")
