@@ -279,6 +279,11 @@ def test_live_loss_chart_thins_long_series_to_bucket_means_and_keeps_the_last_st
     edges = np.linspace(0, n, charts.LIVE_POINTS + 1).round().astype(int)
     np.testing.assert_allclose(ce.y, [y[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
     assert list(by["Plain student: CE (hard labels)"].y) == [6.0] and fig.layout.yaxis.type == "log"
+    # a series keeps its colour when another phase's series come before it in the chart
+    with_teacher = charts.loss_curves(charts.steps_frame([{"phase": "teacher", "t": 0, "ce": 7.0, "kl": 0.0,
+                                                           "total": 7.0}] + steps))
+    assert {d.name: d.line.color for d in with_teacher.data if d.name in by} == {d.name: d.line.color for d in fig.data}
+    assert len({d.line.color for d in with_teacher.data}) == len(with_teacher.data)
 
 
 def test_streamlit_does_not_collect_garbage_after_every_live_poll():

@@ -18,6 +18,11 @@ from distill_core.inspect import HEAD_SHARE, ROLE_LABELS, SoftLabelView
 COLORS = {"Teacher": "#1f77b4", "Distilled student": "#ff7f0e", "Plain student": "#7f7f7f"}
 TERMS = {"ce": "CE (hard labels)", "kl": "KL (soft labels)", "total": "total loss"}
 HEIGHT = 340
+# one colour per loss series, whatever else is in the chart (a colour must not move as phases start)
+SERIES_COLORS = {"Teacher: CE (hard labels)": COLORS["Teacher"],
+                 "Distilled student: CE (hard labels)": COLORS["Distilled student"],
+                 "Distilled student: KL (soft labels)": "#d62728", "Distilled student: total loss": "#8c564b",
+                 "Plain student: CE (hard labels)": COLORS["Plain student"]}
 LIVE_POINTS = 400  # points per loss series in a live chart (more are averaged in buckets)
 PALETTE = px.colors.qualitative.Plotly
 
@@ -78,7 +83,7 @@ def _series_traces(df: pd.DataFrame, x: str, y: str, by: str, colors: Mapping[st
 def loss_curves(steps: pd.DataFrame, title: str = "Training loss", max_points: int = LIVE_POINTS) -> go.Figure:
     """Loss per training step (log scale: CE is a few nats, KL a fraction of one); a series longer than
     ``max_points`` is drawn as means of consecutive steps."""
-    fig = go.Figure(_series_traces(steps, "step", "loss", "series", {}, max_points, mode="lines"))
+    fig = go.Figure(_series_traces(steps, "step", "loss", "series", SERIES_COLORS, max_points, mode="lines"))
     fig.update_traces(line={"width": 1.5})
     fig.update_yaxes(type="log")
     return _style(fig, "training step (mini-batches since the job started)", "loss (nats, log scale)", title)
