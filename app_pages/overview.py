@@ -19,7 +19,7 @@ st.markdown(
 st.markdown(
     f"**Run the demo** trains the default teacher ({_t.family}, dim {_t.dim}, {_t.layers} layers: it reads each "
     f"user's recent items), then distils a {_s.family} student of dim {_s.dim} (about a tenth of the teacher's "
-    f"parameters) and trains its plain twin, on the active dataset **{ds.name}** (a minute or two on 2 CPU "
+    f"parameters) and trains its plain twin, on the active dataset **{ds.name}** (about a minute on 2 CPU "
     f"cores with the bundled sample). The loss curves grow as it trains.")
 
 c = st.columns([2, 1, 5])
