@@ -4,6 +4,8 @@ import streamlit as st
 from distill_core import STUDENT_FAMILIES, SOFT_LABEL_MODES, DistillConfig, ModelSpec, TrainConfig, distill_job, inspect
 from ui import charts, live, state, widgets
 
+SEQUENCE_TEACHERS = ("sasrec", "text")  # teachers whose output depends on the order of a user's items
+
 ds = state.active_dataset()
 
 st.title("Distill")
@@ -55,6 +57,13 @@ epochs = c[2].number_input("Epochs (max)", 1, 500, 30, key="distill_epochs", per
                            help="Upper bound per student; early stopping on validation NDCG@10 (patience 4).")
 lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
                        persist_state="session", help="Adam's step size (both students).")
+if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
+    st.caption("A sequential teacher and an mf student (cross-family, `current` soft labels): the best alpha "
+               "and T depend on the data (in `bench/cross_family.py` validation picked alpha 0, T 1 on the sample "
+               "and alpha 0.5, T 2 on MovieLens-100k), so choose them by validation NDCG@10 on the Sweep page. "
+               "An mf student of 1/5 of the teacher's parameters (dim 12 on the sample) needed up to 60 epochs. "
+               "It stays one interaction behind the teacher until it is refreshed with recomputed soft labels "
+               "(README, \"Refreshing a student\").")
 
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="distill_train", disabled=state.own_job_running("distill", ds),

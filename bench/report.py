@@ -77,7 +77,19 @@ def live(doc: dict[str, Any]) -> str:
                          "headless vs background runner", doc["overhead"])])
 
 
+def cross_family(doc: dict[str, Any]) -> str:
+    c = doc["chosen"]
+    head = (quality(doc).split("\n")[0] + f" Students trained for up to {doc['student_train']['epochs']} epochs "
+            f"(patience {doc['student_train']['patience']}); refresh: {doc['refresh_epochs']} epochs of fine-tuning "
+            f"on the advanced split. alpha {c['alpha']:g}, T {c['T']:g} chosen on the first seed's validation "
+            "NDCG@10. *As trained*: the student's soft labels end before each user's validation interaction, "
+            "which the teacher reads at test time; *refreshed*: all models know it (the test item never reaches "
+            "a soft label).")
+    return head + "\n" + doc["markdown"]
+
+
 SECTIONS = [("quality", "Quality retained by distillation (`bench/quality.py`)", quality),
+            ("cross_family", "Cross-family distillation at 1/5 of the teacher (`bench/cross_family.py`)", cross_family),
             ("speed", "Engine speed (`bench/speed.py`)", speed),
             ("inference", "Inference speed (`bench/inference.py`)", inference),
             ("live", "Live-update overhead (`bench/live.py`)", live)]

@@ -186,6 +186,7 @@ def test_distill_then_recommendations_show_teacher_distilled_and_plain():
 
     at = open_page("app_pages/distill.py")
     assert "Teacher: entropy" in metrics(at) and "Distilled student: entropy" not in metrics(at)
+    assert not any("cross-family" in c.value for c in at.main.caption)  # an mf teacher: same family
     at.number_input(key="distill_epochs").set_value(2)
     at.slider(key="distill_alpha").set_value(0.3)
     at.button(key="distill_train").click().run()
@@ -231,6 +232,20 @@ def test_distill_then_recommendations_show_teacher_distilled_and_plain():
     assert not at.error and at.text_input(key="rec_user").value
     at.text_input(key="rec_user").set_value("no-such-user").run()
     assert "is not in dataset 'sample'" in at.error[0].value
+
+
+def test_distill_page_advises_on_a_sequential_teacher_and_an_mf_student():
+    at = open_page("app_pages/teacher.py")
+    at.selectbox(key="teacher_family").set_value("sasrec")
+    at.number_input(key="teacher_dim").set_value(16)
+    at.number_input(key="teacher_epochs").set_value(1)
+    at.button(key="teacher_train").click()
+    run_until(at.run(), lambda a: "NDCG@10 (test)" in metrics(a), what="the sasrec teacher")
+    at = open_page("app_pages/distill.py")
+    advice = [c.value for c in at.main.caption if "cross-family" in c.value]
+    assert len(advice) == 1 and "refreshed" in advice[0] and "Sweep page" in advice[0]
+    at.selectbox(key="distill_family").set_value("sasrec").run()  # same family: per-step, no advice
+    assert not at.exception and not any("cross-family" in c.value for c in at.main.caption)
 
 
 # ----------------------------------------------------------------------------- overview

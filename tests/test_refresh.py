@@ -23,6 +23,26 @@ def test_advance_moves_validation_items_to_the_end_of_training(tiny_split) -> No
     assert new.train_prefixes(5).shape == (len(new.train_items), 5)
 
 
+def test_after_advance_the_test_item_still_never_reaches_a_soft_label(tiny_split) -> None:
+    """The refreshed protocol of bench/cross_family.py: the validation item becomes history the soft labels
+    read (so changing it moves them); the test item stays held out (changing it moves nothing)."""
+    import dataclasses
+
+    from distill_core.distill import SoftLabels
+    from distill_core.models import build_model
+
+    teacher = build_model(ModelSpec("sasrec", 16, layers=1, max_len=10), tiny_split).eval()
+    users = torch.arange(tiny_split.n_users)
+    base = SoftLabels(teacher, tiny_split.advance(), "current").logits(users)
+    other_test = dataclasses.replace(tiny_split, test_items=(tiny_split.test_items + 7) % tiny_split.n_items)
+    assert torch.allclose(base, SoftLabels(teacher, other_test.advance(), "current").logits(users))
+    other_valid = dataclasses.replace(tiny_split, valid_items=(tiny_split.valid_items + 1) % tiny_split.n_items)
+    moved = SoftLabels(teacher, other_valid.advance(), "current").logits(users)
+    has_valid = torch.as_tensor(np.diff(tiny_split.valid_ptr) > 0)
+    assert not torch.allclose(base[has_valid], moved[has_valid], atol=1e-4)
+    assert torch.allclose(base[~has_valid], moved[~has_valid])
+
+
 @pytest.fixture(scope="module")
 def seq_teacher(tiny_split):
     return train_model(tiny_split, ModelSpec("sasrec", 16, layers=1, max_len=20), TrainConfig(epochs=3, lr=5e-3)).model
