@@ -46,7 +46,7 @@ soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft_mo
                                 "training example the teacher's output at its own position. 'auto': per-step when "
                                 "teacher and student are of one family, current otherwise (an mf student cannot "
                                 "read sequences, so it learns each user's *current* state).")
-c = st.columns(4)
+c = st.columns(5)
 family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="distill_family", persist_state="session",
                         help="mf: matrix factorisation (the fastest to serve). two_tower and sasrec also read the "
                              "user's recent items.")
@@ -54,14 +54,18 @@ dim = c[1].number_input("Student dim", 1, 1024, 6, key="distill_dim", persist_st
                         help="The student's embedding width; an mf student of dim 6 has about a tenth of the "
                              "parameters of the default sasrec teacher (dim 64, 2 layers).")
 epochs = c[2].number_input("Epochs (max)", 1, 500, 30, key="distill_epochs", persist_state="session",
-                           help="Upper bound per student; early stopping on validation NDCG@10 (patience 4).")
-lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
+                           help="Upper bound per student; early stopping on validation NDCG@10 (see Patience).")
+patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="distill_patience",
+                             persist_state="session", help="Each student stops after this many epochs without a "
+                                                           "better validation NDCG@10 (0: never stops early).")
+lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
                        persist_state="session", help="Adam's step size (both students).")
 if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
     st.caption("A sequential teacher and an mf student (cross-family, `current` soft labels): the best alpha "
                "and T depend on the data (in `bench/cross_family.py` validation picked alpha 0, T 1 on the sample "
                "and alpha 0.5, T 2 on MovieLens-100k), so choose them by validation NDCG@10 on the Sweep page. "
-               "An mf student of 1/5 of the teacher's parameters (dim 12 on the sample) needed up to 60 epochs. "
+               "An mf student of 1/5 of the teacher's parameters (dim 12 on the sample) needed up to 60 epochs "
+               "(patience 8). "
                "It stays one interaction behind the teacher until it is refreshed with recomputed soft labels "
                "(README, \"Refreshing a student\").")
 
@@ -70,7 +74,7 @@ if c[0].button("Train", type="primary", key="distill_train", disabled=state.own_
                help="Distil the student from the teacher, then train the plain student (reused when an identical "
                     "one is stored). Runs in the background."):
     state.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
-                                                      TrainConfig(epochs=int(epochs), lr=float(lr)),
+                                                      TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)),
                                                       DistillConfig(alpha, temperature, t_squared, soft_mode), state.store()),
                     f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
                     teacher=teacher.id)

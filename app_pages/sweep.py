@@ -27,19 +27,23 @@ alpha_text = c[0].text_input("alpha grid", "0, 0.25, 0.5, 0.75, 1", key="sweep_a
                                   "commas. alpha = 1 is plain training: T has no effect in that row.")
 temp_text = c[1].text_input("Temperature grid", "1, 2, 4, 8", key="sweep_temperatures", persist_state="session",
                             help="Values of T (each > 0), separated by commas; the KL term is multiplied by T².")
-c = st.columns(4)
+c = st.columns(5)
 family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="sweep_family", persist_state="session",
                         help="The student of every cell. mf is the fastest to train and to serve.")
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_state="session",
                         help="The student's embedding width (6: about a tenth of the default teacher's parameters).")
 epochs = c[2].number_input("Epochs per cell (max)", 1, 500, 30, key="sweep_epochs", persist_state="session",
-                           help="Upper bound per cell, with early stopping on validation NDCG@10 (patience 4). The "
-                                "Distill page's defaults (30 epochs, lr 0.005), so its students count as cells.")
-lr = c[3].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="sweep_lr",
+                           help="Upper bound per cell, with early stopping on validation NDCG@10 (see Patience). "
+                                "The Distill page's defaults (30 epochs, patience 4, lr 0.005), so its students "
+                                "count as cells.")
+patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="sweep_patience",
+                             persist_state="session", help="A cell stops after this many epochs without a better "
+                                                           "validation NDCG@10 (0: never stops early).")
+lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="sweep_lr",
                        persist_state="session", help="Adam's step size of every student.")
 try:
     spec = sweep.SweepSpec(sweep.parse_grid(alpha_text, "alpha"), sweep.parse_grid(temp_text, "temperature"),
-                           ModelSpec(family, int(dim)), TrainConfig(epochs=int(epochs), lr=float(lr)))
+                           ModelSpec(family, int(dim)), TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)))
 except ConfigError as e:
     st.error(f"{e}. Nothing was started; stored runs are unchanged.")
     st.stop()

@@ -78,20 +78,21 @@ def one_seed(ds: Any, seed: int, quick: bool, chosen: dict[str, float] | None, l
     r_train = replace(s_train, epochs=REFRESH_EPOCHS)
     tag = f"mf{spec.dim} (1/{FRACTION})"
     plain = train_model(split, spec, s_train, role="student_plain")
-    variants = [(f"{tag} plain", "as trained", plain)]
-    for label, (va, vt) in ((f"defaults, alpha {d.alpha:g} T {d.temperature:g}", (d.alpha, d.temperature)),
-                            (f"chosen on validation, alpha {a:g} T {t:g}", (a, t))):
-        variants.append((f"{tag} distilled current, {label}", "as trained", kd(va, vt)))
-    for name, group, tm in list(variants):
-        rows.append(row(name, group, tm, t_ndcg))
+    settings = [(f"defaults, alpha {d.alpha:g} T {d.temperature:g}", d.alpha, d.temperature)]
+    if (a, t) == (d.alpha, d.temperature):  # validation chose the defaults: one row, not two identical ones
+        settings[0] = (settings[0][0] + " (also the validation choice)", a, t)
+    else:
+        settings.append((f"chosen on validation, alpha {a:g} T {t:g}", a, t))
+    variants: list[tuple[str, Any, DistillConfig | None]] = [(f"{tag} plain", plain, None)]
+    for label, va, vt in settings:
+        dc = DistillConfig(va, vt, soft_labels="current")
+        variants.append((f"{tag} distilled current, {label}", kd(va, vt), dc))
+    for name, tm, _ in variants:
+        rows.append(row(name, "as trained", tm, t_ndcg))
         log(f"  {name}: ndcg@10 {tm.test['ndcg@10']:.4f} ({len(tm.fit.history)} epochs)")
-    for name, _, tm in variants:
-        if "plain" in name:
-            fresh = refresh_student(tm.model, new, r_train)
-        else:
-            alpha, temp = (d.alpha, d.temperature) if "defaults" in name else (a, t)
-            fresh = refresh_student(tm.model, new, r_train, teacher=teacher.model,
-                                    distill=DistillConfig(alpha, temp, soft_labels="current"))
+    for name, tm, dc in variants:
+        fresh = (refresh_student(tm.model, new, r_train) if dc is None
+                 else refresh_student(tm.model, new, r_train, teacher=teacher.model, distill=dc))
         rname = name.replace(tag, f"{tag} refreshed,").replace(", distilled current", "")
         rows.append(row(rname, "refreshed", fresh, t_ndcg))
         log(f"  {rname}: ndcg@10 {fresh.test['ndcg@10']:.4f}")

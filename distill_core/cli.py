@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                         f"{d.student_train.epochs}; early stopping on validation NDCG@10)")
     r.add_argument("--lr", type=float, default=None,
                    help=f"Adam learning rate (default: teacher {d.teacher_train.lr:g}, students {d.student_train.lr:g})")
+    r.add_argument("--patience", type=int, default=None,
+                   help=f"epochs without a better validation NDCG@10 before a model stops (default: teacher "
+                        f"{d.teacher_train.patience}, students {d.student_train.patience}; 0: never stop early)")
     r.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
     r.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"],
                    help="soft labels of a sequential teacher: per user after the training sequence (current) "
@@ -95,6 +98,8 @@ def _add_sweep(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
                     help="maximum epochs per cell (early stopping on validation NDCG@10)")
     sw.add_argument("--lr", type=float, default=d.student_train.lr, help="the students' Adam learning rate")
+    sw.add_argument("--patience", type=int, default=d.student_train.patience,
+                    help="epochs without a better validation NDCG@10 before a cell stops (0: never stop early)")
     sw.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
     sw.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"])
     sw.add_argument("--seed", type=int, default=0)
@@ -120,7 +125,8 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
     def train(base: TrainConfig) -> TrainConfig:
         # "is None", not "or": --epochs 0 / --lr 0 must reach the validation, not fall back to the default
         return replace(base, epochs=base.epochs if a.epochs is None else a.epochs,
-                       lr=base.lr if a.lr is None else a.lr, seed=a.seed, device=a.device)
+                       lr=base.lr if a.lr is None else a.lr,
+                       patience=base.patience if a.patience is None else a.patience, seed=a.seed, device=a.device)
 
     cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
                   student=ModelSpec(a.student, a.student_dim), teacher_train=train(d.teacher_train),
@@ -200,7 +206,8 @@ def _sweep(a: argparse.Namespace) -> int:
     # the grids are checked before anything is loaded or trained; messages name the flag
     alphas = sweep.parse_grid(a.alpha, "alpha", "--alpha")
     temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
-    student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, seed=a.seed, device=a.device)
+    student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, patience=a.patience, seed=a.seed,
+                            device=a.device)
     spec = sweep.SweepSpec(alphas, temperatures, ModelSpec(a.student, a.student_dim), student_train,
                            not a.no_t2, a.soft_labels)
     opts = DataOptions(rating_threshold=a.rating_threshold, kcore=a.kcore)

@@ -188,6 +188,7 @@ def test_distill_then_recommendations_show_teacher_distilled_and_plain():
     assert "Teacher: entropy" in metrics(at) and "Distilled student: entropy" not in metrics(at)
     assert not any("cross-family" in c.value for c in at.main.caption)  # an mf teacher: same family
     at.number_input(key="distill_epochs").set_value(2)
+    at.number_input(key="distill_patience").set_value(1)
     at.slider(key="distill_alpha").set_value(0.3)
     at.button(key="distill_train").click().run()
     assert {"CE (hard labels)", "KL (soft labels)"} <= set(metrics(at))
@@ -205,12 +206,14 @@ def test_distill_then_recommendations_show_teacher_distilled_and_plain():
     hot = metrics(at)
     assert float(hot["Teacher: entropy"].split()[0]) > float(soft["Teacher: entropy"].split()[0])
     assert len(state.store().runs(kind="student_kd")) == 1
+    assert state.store().runs(kind="student_kd")[0].config["train"]["patience"] == 1
 
     at.switch_page("app_pages/recommendations.py").run()
     assert not at.exception and not at.error
     recs = at
     at = open_page("app_pages/distill.py")  # same settings again: the stored plain student is reused
     at.number_input(key="distill_epochs").set_value(2)
+    at.number_input(key="distill_patience").set_value(1)
     at.slider(key="distill_alpha").set_value(0.3)
     at.slider(key="distill_T").set_value(10.0)
     at.button(key="distill_train").click().run()

@@ -151,7 +151,7 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
     out = tmp_path / "report.json"
     env = {**os.environ, "RECDISTILL_HOME": str(tmp_path / "home")}
     p = subprocess.run([sys.executable, "-m", "distill_core", "run", "--data", str(tiny_dir), "--epochs", "2",
-                        "--teacher-dim", "16", "--student-dim", "2", "--out", str(out)],
+                        "--teacher-dim", "16", "--student-dim", "2", "--patience", "7", "--out", str(out)],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "epoch" in p.stderr and "teacher" in p.stderr
@@ -163,6 +163,7 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
         assert m["params"] > 0 and m["bytes"] >= 4 * m["params"] and m["score_ms_per_1k_users"] > 0
     assert rep["student_kd"]["params"] == rep["student_plain"]["params"] < rep["teacher"]["params"]
     assert rep["config"]["distill"]["alpha"] == pytest.approx(0.5)
+    assert rep["config"]["teacher_train"]["patience"] == rep["config"]["student_train"]["patience"] == 7
 
 
 def test_cli_bad_input_exits_2(tmp_path):

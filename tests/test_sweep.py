@@ -187,7 +187,7 @@ def test_a_teacher_of_another_kind_is_refused(tiny_ds, store, teacher):
 def test_cli_sweep_writes_json_and_csv_resumes_and_refuses_bad_grids(tiny_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "sweep.json"
     args = ["sweep", "--data", str(tiny_dir), "--alpha", "0,1", "--temperature", "2", "--student-dim", "4",
-            "--epochs", "1", "--out", str(out)]
+            "--epochs", "1", "--patience", "0", "--out", str(out)]
     assert cli.main(args + ["--teacher", "mf", "--teacher-dim", "16", "--teacher-epochs", "1"]) == 0
     err = capsys.readouterr().err
     assert "training teacher" in err and "training alpha 0 · T 2" in err and "trained 3 run(s)" in err
@@ -199,6 +199,7 @@ def test_cli_sweep_writes_json_and_csv_resumes_and_refuses_bad_grids(tiny_dir: P
     for c in report["cells"]:
         rec = store.get(c["run"])
         assert c["ndcg@10"] == rec.metrics["ndcg@10"] and c["final_kl"] == rec.history[-1]["kl"]
+        assert rec.config["train"]["patience"] == 0
     assert csv["ndcg@10"].tolist() == pytest.approx([c["ndcg@10"] for c in report["cells"]], abs=1e-15)
     assert report["best"]["run"] in csv["run"].tolist() and report["teacher"]["model"]["family"] == "mf"
 
@@ -260,6 +261,7 @@ def test_sweep_page_runs_a_sweep_live_and_selects_a_cell_for_the_other_pages(pag
     at.text_input(key="sweep_temperatures").set_value("1 4").run()
     at.number_input(key="sweep_dim").set_value(4).run()
     at.number_input(key="sweep_epochs").set_value(2).run()
+    at.number_input(key="sweep_patience").set_value(1).run()
     assert np.isnan(heatmap_z(at)).all()
     at.button(key="sweep_start").click().run()
     deadline = time.monotonic() + 60
@@ -269,8 +271,9 @@ def test_sweep_page_runs_a_sweep_live_and_selects_a_cell_for_the_other_pages(pag
         at.run()  # what the live fragment does every second
         assert not at.exception, [e.value for e in at.exception]
     at.run()
-    spec = sweep.SweepSpec((0.0, 0.5), (1.0, 4.0), ModelSpec("mf", 4), TrainConfig(epochs=2))
+    spec = sweep.SweepSpec((0.0, 0.5), (1.0, 4.0), ModelSpec("mf", 4), TrainConfig(epochs=2, patience=1))
     grid = sweep.grid_frame(RunStore(), tiny_ds, teacher, spec)
+    assert (grid["status"] == "done").all()  # the cells were trained with the page's patience
     np.testing.assert_array_equal(heatmap_z(at), grid["val_ndcg@10"].to_numpy().reshape(2, 2))
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     best = sweep.best_cell(grid)
