@@ -31,10 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import parser, start, table, write_json  # noqa: E402
-from bench.quality import METRICS, mf_dim_for, row, summarise  # noqa: E402
-from distill_core import (DistillConfig, ModelSpec, RunConfig, load_dataset, load_sample,  # noqa: E402
-                          split_dataset, train_model)
+from bench._common import start, table, write_json  # noqa: E402
+from bench.quality import (METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for, row,  # noqa: E402
+                           summarise)
+from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model  # noqa: E402
 from distill_core.refresh import REFRESH_EPOCHS, refresh_student  # noqa: E402
 
 FRACTION = 5
@@ -124,19 +124,9 @@ def targets(summary: list[dict[str, Any]], t_params: int) -> list[dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.split("\n")[0])
-    p.set_defaults(threads=0)  # quality, not timing: use every core
-    p.add_argument("--data", help="dataset file or folder (default: the bundled sample)")
-    p.add_argument("--format", default="auto")
-    p.add_argument("--seeds", default="0,1,2")
-    a = p.parse_args(argv)
+    a = dataset_parser(__doc__.split("\n")[0]).parse_args(argv)
     started = start(a)
-    ds = load_dataset(a.data, a.format) if a.data else load_sample()
-    seeds = [0] if a.quick else [int(s) for s in a.seeds.split(",")]
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
+    ds, seeds = dataset_and_seeds(a)
     rows: list[dict[str, Any]] = []
     chosen: dict[str, float] | None = None
     grid: list[dict[str, Any]] = []

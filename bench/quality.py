@@ -206,23 +206,33 @@ def targets(summary: list[dict[str, Any]], t_params: int) -> list[dict[str, Any]
           for r in summary if "recomputed" in r["model"]])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.split("\n")[0])
+def dataset_parser(description: str) -> Any:
+    """The options of a quality benchmark: which dataset, which seeds (and _common's)."""
+    p = parser(description)
     p.set_defaults(threads=0)  # quality, not timing: use every core
     p.add_argument("--data", help="dataset file or folder (default: the bundled sample)")
     p.add_argument("--format", default="auto")
     p.add_argument("--seeds", default="0,1,2")
+    return p
+
+
+def dataset_and_seeds(a: Any) -> tuple[Any, list[int]]:
+    ds = load_dataset(a.data, a.format) if a.data else load_sample()
+    return ds, [0] if a.quick else [int(s) for s in a.seeds.split(",")]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = dataset_parser(__doc__.split("\n")[0])
     p.add_argument("--grid", action="store_true", help="add the alpha x T grid (current mode, first seed)")
     p.add_argument("--alphas", default="0,0.25,0.5,0.75")
     p.add_argument("--temperatures", default="1,2,4,8")
     a = p.parse_args(argv)
     started = start(a)
-    ds = load_dataset(a.data, a.format) if a.data else load_sample()
-    seeds = [0] if a.quick else [int(s) for s in a.seeds.split(",")]
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
+    ds, seeds = dataset_and_seeds(a)
     rows = [r for seed in seeds for r in one_seed(ds, seed, a.quick, log)]
     summary = summarise(rows)
     t_params = next(s["params"] for s in summary if s["model"] == "teacher sasrec")
