@@ -310,3 +310,11 @@ def test_streamlit_does_not_collect_garbage_after_every_live_poll():
     import tomllib
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["runner"]["postScriptGC"] is False
+
+
+def test_first_start_on_a_new_machine_does_not_stop_at_streamlits_email_prompt():
+    """Found by hand: `bash scripts/dashboard.sh` on a machine without ~/.streamlit/credentials.toml waited
+    at an "Email:" prompt instead of serving the dashboard."""
+    import tomllib
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["showEmailPrompt"] is False
