@@ -114,7 +114,7 @@ def gains(summary: list[dict[str, Any]]) -> None:
 def targets(summary: list[dict[str, Any]], t_params: int) -> list[dict[str, Any]]:
     out = []
     for s in summary:
-        if "distilled" not in s["model"] and not ("refreshed" in s["model"] and "plain" not in s["model"]):
+        if "gain" not in s:  # the teacher and the plain students (gains() sets it on every distilled row)
             continue
         out.append({"model": s["model"], "protocol": s["group"],
                     "gain >= 1.30x": s["gain"], "retention >= 90%": s["retention"],
