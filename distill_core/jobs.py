@@ -15,7 +15,7 @@ from typing import Any
 from distill_core.config import DistillConfig, ModelSpec, RunConfig, SplitOptions, TrainConfig
 from distill_core.data.dataset import Dataset, Split, split_dataset
 from distill_core.distill import TrainedModel, resolve_device, train_model
-from distill_core.errors import ConfigError
+from distill_core.errors import ConfigError, StoreError
 from distill_core.models import Recommender, build_model
 from distill_core.runner import JobContext
 from distill_core.store import RunStore
@@ -44,15 +44,23 @@ def _train_and_record(ctx: JobContext, store: RunStore, ds: Dataset, split: Spli
     try:
         tm = train_model(split, spec, train, role=role, teacher=teacher, distill=distill,
                          callbacks=[ctx.callback, hist], control=ctx.control)
-    except Exception as e:
-        store.finish_run(rid, "failed", error=f"{type(e).__name__}: {e}")
+        # the trainer's answer, not the stop flag now: a Stop after the last batch is too late (see runner)
+        if tm.fit.cancelled:
+            store.finish_run(rid, "cancelled", history=tm.fit.history)
+        else:
+            store.finish_run(rid, "done", history=tm.fit.history, metrics=tm.test, info=_info(tm),
+                             state_dict=tm.model.state_dict())
+    except Exception as e:  # training or recording it (e.g. a full disk): the run ends failed, as the job does
+        _record_failure(store, rid, f"{type(e).__name__}: {e}")
         raise
-    if tm.fit.cancelled:
-        store.finish_run(rid, "cancelled", history=tm.fit.history)
-        return rid
-    store.finish_run(rid, "done", history=tm.fit.history, metrics=tm.test, info=_info(tm),
-                     state_dict=tm.model.state_dict())
     return rid
+
+
+def _record_failure(store: RunStore, rid: str, error: str) -> None:
+    try:
+        store.finish_run(rid, "failed", error=error)
+    except StoreError:  # the store cannot be written either: the job's own error is the one to raise
+        log.exception("run %s failed (%s) and could not be marked failed", rid, error)
 
 
 def _info(tm: TrainedModel) -> dict[str, Any]:
@@ -60,7 +68,8 @@ def _info(tm: TrainedModel) -> dict[str, Any]:
     return {"params": s["params"], "bytes": s["bytes"], "train_seconds": s["train_seconds"],
             "best_epoch": s["best_epoch"], "score_ms_per_1k_users": s["score_ms_per_1k_users"],
             "family": tm.spec.family, "dim": tm.spec.dim, "device": str(next(tm.model.parameters()).device),
-            "soft_labels": tm.distill.soft_labels if tm.distill is not None else None}
+            "soft_labels": tm.distill.soft_labels if tm.distill is not None else None,
+            "selection": tm.distill.selection if tm.distill is not None else None}
 
 
 def _config(split: SplitOptions, spec: ModelSpec, train: TrainConfig, distill: DistillConfig | None) -> dict[str, Any]:

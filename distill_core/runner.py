@@ -4,6 +4,11 @@ A job is a function ``fn(ctx) -> result`` run in its own (non-daemon) thread. It
 ``ctx.callback`` (the trainer's events) and ``ctx.set_phase``, and stops when ``ctx.control``
 says so; the page that started it only keeps the job id and polls ``snapshot(job_id)``.
 Every runner is stopped and joined at interpreter exit, so no thread is killed inside a torch op.
+
+A job ends "cancelled" only if Stop took effect: if the job's own thread read the stop flag as set (the
+trainer at a batch boundary, or the job between runs) and so stopped short. Stop pressed after the
+last such check (during the last batch, or while the result is being stored) comes too late: the job
+ends "done" with a note saying so, just as the run store has every run it trained as "done".
 """
 from __future__ import annotations
 
@@ -50,10 +55,41 @@ class ProgressSnapshot:
     runs: dict[str, str] = field(default_factory=dict)  # role -> run id in the store
     error: str | None = None
     result: Any = None
+    note: str | None = None  # e.g. a Stop that came after the job's last check of it
 
     @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
+
+
+class _JobControl(TrainerControl):
+    """A job's ``TrainerControl`` that also remembers whether the job saw Stop (``seen``).
+
+    Everyone who reads ``should_stop`` as True stops short (the trainer at the next batch, a job before
+    its next run), so a True read is Stop taking effect. Only the job's own thread reads it.
+    """
+
+    def __init__(self) -> None:  # not the dataclass __init__: the flag lives behind the property
+        self._stop = False
+        self.seen = False
+
+    @property  # type: ignore[override]
+    def should_stop(self) -> bool:
+        if self._stop:
+            self.seen = True
+        return self._stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self._stop = bool(value)
+
+    @property
+    def requested(self) -> bool:
+        """Whether Stop was pressed, read without counting as the job seeing it."""
+        return self._stop
+
+    def __repr__(self) -> str:  # the dataclass repr would read should_stop
+        return f"_JobControl(requested={self._stop}, seen={self.seen})"
 
 
 class JobContext:
@@ -73,13 +109,14 @@ class JobContext:
 
     @property
     def cancelled(self) -> bool:
+        """Whether to stop now; a job that reads True here stops short, and ends "cancelled"."""
         return self.control.should_stop
 
 
 class _Job:
     def __init__(self, job_id: str, kind: str, description: str) -> None:
         self.lock = threading.Lock()
-        self.control = TrainerControl()
+        self.control = _JobControl()
         self.snap = ProgressSnapshot(job_id=job_id, kind=kind, description=description, status="queued",
                                      started=time.time())
         self.steps: list[dict[str, Any]] = []
@@ -150,8 +187,11 @@ class JobRunner:
         job.update(status="running", started=time.time())
         try:
             result = fn(JobContext(job))
-            status = "cancelled" if job.control.should_stop else "done"
-            job.update(status=status, result=result, ended=time.time(),
+            # decided by what the job saw, not by the flag now: a Stop after its last check changed nothing
+            status = "cancelled" if job.control.seen else "done"
+            note = ("Stop came after the last training step had run: the job finished and its runs are "
+                    "stored" if job.control.requested and status == "done" else None)
+            job.update(status=status, result=result, ended=time.time(), note=note,
                        fraction=1.0 if status == "done" else job.snap.fraction, eta_s=0.0)
         except Exception as e:  # the job's error is its result: kept and shown, never raised here
             log.debug("job %s failed:\n%s", job.snap.job_id, traceback.format_exc())

@@ -3,7 +3,10 @@
 This is the only module that makes paths. Weight files are state dicts written to a temporary
 name and renamed into place, and are read back with ``torch.load(..., weights_only=True)``.
 A run still marked "running" by a process that no longer exists is marked "interrupted" when
-the store is opened.
+the store is opened. A process is known by its pid *and* its start time (Linux: ``/proc/<pid>/stat``),
+so a pid reused by another process after a crash (common in containers) does not keep a run "running".
+A run whose result cannot be recorded (e.g. a full disk while its weights are written) ends "failed",
+with no weight file left behind, so it can be deleted like any other.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,          -- JSON
     status TEXT NOT NULL,          -- running | done | failed | cancelled | interrupted
     pid INTEGER,
+    pid_start INTEGER,             -- the process's start time (clock ticks since boot); NULL: unknown
     started REAL NOT NULL,
     ended REAL,
     history TEXT NOT NULL DEFAULT '[]',
@@ -83,6 +87,42 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process, from ``/proc/<pid>/stat`` fields 3
+    and 22 (see proc(5)); None where there is no such file (not Linux, or no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 1:].split()  # the name (field 2) may hold spaces and parentheses
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), or None where it cannot be read."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat is not None else None
+
+
+def _run_process_alive(pid: int | None, start: int | None) -> bool:
+    """Whether the process that started a run still runs: its pid is alive and, where both are known,
+    was started at the same moment (else the pid was reused). Rows stored without a start time, and
+    systems without /proc, are judged by the pid alone, as before."""
+    if not _pid_alive(pid):
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, now = stat
+    if state in ("Z", "X"):  # a zombie has ended; only its exit status waits to be collected
+        return False
+    return start is None or now == start
+
+
 class RunStore:
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
@@ -91,6 +131,8 @@ class RunStore:
         self.path = self.home / "runs.sqlite"
         with self._tx() as db:
             db.executescript(_SCHEMA)
+            if "pid_start" not in {r["name"] for r in db.execute("PRAGMA table_info(runs)")}:  # a store from before
+                db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
         self.interrupted = self._mark_interrupted()
 
     @contextmanager
@@ -108,10 +150,11 @@ class RunStore:
 
     def _mark_interrupted(self) -> list[str]:
         with self._tx() as db:
-            rows = db.execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall()
-            dead = [r["id"] for r in rows if r["pid"] != os.getpid() and not _pid_alive(r["pid"])]
+            rows = db.execute("SELECT id, pid, pid_start FROM runs WHERE status = 'running'").fetchall()
+            dead = [r["id"] for r in rows if not _run_process_alive(r["pid"], r["pid_start"])]
             for rid in dead:
-                db.execute("UPDATE runs SET status = 'interrupted', ended = ?, error = ? WHERE id = ?",
+                db.execute("UPDATE runs SET status = 'interrupted', ended = ?, error = ? "
+                           "WHERE id = ? AND status = 'running'",
                            (time.time(), "the process running this job ended before it finished", rid))
         if dead:
             log.warning("marked %d run(s) interrupted: %s", len(dead), ", ".join(dead))
@@ -121,9 +164,10 @@ class RunStore:
                    parent: str | None = None) -> str:
         rid = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with self._tx() as db:
-            db.execute("INSERT INTO runs (id, kind, dataset, dataset_name, parent, config, status, pid, started) "
-                       "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                       (rid, kind, dataset, dataset_name, parent, json.dumps(config), os.getpid(), time.time()))
+            db.execute("INSERT INTO runs (id, kind, dataset, dataset_name, parent, config, status, pid, pid_start, "
+                       "started) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                       (rid, kind, dataset, dataset_name, parent, json.dumps(config), os.getpid(),
+                        process_start(os.getpid()), time.time()))
         return rid
 
     def update_history(self, rid: str, history: list[dict[str, float]]) -> None:
@@ -133,8 +177,21 @@ class RunStore:
     def finish_run(self, rid: str, status: str, *, history: list[dict[str, float]] | None = None,
                    metrics: dict[str, float] | None = None, info: dict[str, Any] | None = None,
                    state_dict: dict[str, torch.Tensor] | None = None, error: str | None = None) -> None:
-        """Record the end of a run; weights (if given) are on disk before the row says so."""
-        weights = self._write_weights(rid, state_dict) if state_dict is not None else None
+        """Record the end of a run; weights (if given) are on disk before the row says so.
+
+        If the weights cannot be written (a full disk, ...) the run is marked failed with the reason, no
+        weight file is left, and StoreError is raised; likewise if the row cannot be updated after them.
+        """
+        try:
+            weights = self._write_weights(rid, state_dict) if state_dict is not None else None
+        except Exception as e:
+            err = e if isinstance(e, StoreError) else StoreError(f"cannot write the weights of run {rid}: "
+                                                                 f"{type(e).__name__}: {e}")
+            try:
+                self.finish_run(rid, "failed", history=history, error=str(err))
+            except StoreError:  # the row cannot be written either: the error below says why
+                log.exception("run %s could not be marked failed", rid)
+            raise err from e
         sets = {"status": status, "ended": time.time(), "error": error}
         if history is not None:
             sets["history"] = json.dumps(history)
@@ -145,8 +202,13 @@ class RunStore:
         if weights is not None:
             sets["weights"] = weights
         cols = ", ".join(f"{k} = ?" for k in sets)
-        with self._tx() as db:
-            db.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*sets.values(), rid))
+        try:
+            with self._tx() as db:
+                db.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*sets.values(), rid))
+        except StoreError:  # a weight file no row points to would never be deleted
+            if weights is not None:
+                self._weights_path(weights).unlink(missing_ok=True)
+            raise
 
     def update_info(self, rid: str, info: dict[str, Any]) -> None:
         """Merge ``info`` into the run's info (e.g. a latency re-measured on this machine)."""
@@ -175,7 +237,7 @@ class RunStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)  # atomic: a reader sees the old file or the whole new one
-        except OSError as e:  # disk full, ...: no half-written file is left behind
+        except Exception as e:  # disk full (OSError, or torch's RuntimeError), ...: no half-written file is left
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write weight file {final}: {e}") from e
         return name

@@ -68,6 +68,8 @@ def progress(snap: ProgressSnapshot) -> None:
     elif snap.status == "cancelled":
         st.warning("Stopped. Runs that had finished are kept; the one that was training is stored as cancelled "
                    "(no weights).")
+    elif snap.status == "done" and snap.note:
+        st.info(snap.note)
 
 
 def loss_metrics(snap: ProgressSnapshot) -> None:
