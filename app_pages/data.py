@@ -4,6 +4,8 @@ import streamlit as st
 from distill_core import inspect
 from ui import charts, state
 
+ORDER_NOTES = {"timestamps": "by timestamp (ties keep file order)", "file order": "by file order (no timestamps)"}
+
 st.title("Data")
 st.caption("Interactions (user, item, optional rating and time) with optional item titles and genres. "
            "Every interaction counts as a positive; each user's last item is the test item, the one before "
@@ -34,6 +36,7 @@ if error:
 stats = inspect.dataset_stats(ds)
 st.subheader(f"Active dataset: {ds.name}")
 st.caption(f"Format detected: **{ds.format}** · source: {ds.source} · fingerprint {ds.fingerprint}")
+st.caption(f"Order within each user: {ORDER_NOTES[ds.order_source]}")
 c = st.columns(4)
 c[0].metric("Users", f"{ds.n_users:,}", help="Distinct users after removing duplicates.")
 c[1].metric("Items", f"{ds.n_items:,}", help="Distinct items with at least one interaction.")

@@ -4,8 +4,9 @@ or in a valid dataset; never another exception, never a hang.
 Covered: random byte strings under every recognised file name, generated CSV/TSV tables (wrong
 delimiters, missing or extra columns, unicode and very long ids, NaN/inf/garbage ratings, negative or
 ISO timestamps, duplicate rows, one user, one item, 0 rows, truncation at any byte), Parquet files of
-random dtypes (also truncated), MovieLens ml-100k / ml-1m / ml-latest folders, RecBole atomic folders
-and format auto-detection over random folder trees. A valid dataset is checked for its invariants
+random dtypes (also truncated), headerless ``user item [timestamp]`` files (SASRec layout), MovieLens
+ml-100k / ml-1m / ml-latest folders, RecBole atomic folders and format auto-detection over random folder
+trees. A valid dataset is checked for its invariants
 and then split (which may also only end in DataError). ``COUNTS`` tallies the cases and outcomes; the
 last test prints them (``pytest -s``) and checks that enough cases ran.
 """
@@ -70,6 +71,7 @@ def check_dataset(ds: Dataset) -> None:
     assert len(set(ds.user_ids.tolist())) == ds.n_users and len(set(ds.item_ids.tolist())) == ds.n_items
     assert all(isinstance(u, str) and u for u in ds.user_ids) and all(isinstance(i, str) and i for i in ds.item_ids)
     assert len(ds.titles) == len(ds.genres) == ds.n_items
+    assert ds.order_source == ("timestamps" if ds.has_timestamps else "file order")
     if ds.has_timestamps:
         assert np.isfinite(ds.timestamps).all()
         for u in range(ds.n_users):  # time order within each user
@@ -188,7 +190,7 @@ def encode(draw: st.DrawFn, text: str) -> bytes:
 # ----------------------------------------------------------------------------- tests
 NAMES = ["data.csv", "data.tsv", "data.txt", "data.parquet", "data.pq", "x.inter", "u.data", "ratings.dat",
          "ratings.csv", "movies.csv", "noext", "data.CSV"]
-FORMATS = ["auto", "csv", "parquet", "movielens", "ml-100k", "ml-1m", "ml-latest", "recbole"]
+FORMATS = ["auto", "csv", "sequences", "parquet", "movielens", "ml-100k", "ml-1m", "ml-latest", "recbole"]
 
 
 @FUZZ
@@ -259,6 +261,27 @@ def _lines(draw: st.DrawFn, n_fields: int, sep: str, field: st.SearchStrategy[st
 
 
 small_ints = st.one_of(st.integers(-3, 30).map(str), numbers, st.sampled_from(["1", "2", "3"]))
+
+
+@FUZZ
+@given(st.data())
+def test_headerless_sequence_files(data: st.DataObject) -> None:
+    """SASRec/BERT4Rec-style ``user item [timestamp]`` lines: runs of spaces or tabs, 2 or 3 fields, an
+    optional header; well formed ones keep every line."""
+    draw = data.draw
+    sep = draw(st.sampled_from([" ", " ", "\t", "  ", " \t"]))
+    n_fields = draw(st.sampled_from([2, 3]))
+    text = _lines(draw, n_fields, sep, small_ints)
+    if text and draw(st.booleans()):  # the fixed layouts have 4 fields: keep the first 2 or 3
+        text = "\n".join(sep.join(line.split(sep)[:n_fields]) for line in text.split("\n"))
+    if draw(st.floats(0, 1)) < 0.2:
+        text = sep.join(["user", "item", "timestamp"][:n_fields]) + "\n" + text
+    name = draw(st.sampled_from(["seq.txt", "seq.csv", "seq.tsv"]))
+    fmt = draw(st.sampled_from(["auto", "sequences", "csv"]))
+    no_header = draw(st.booleans())
+    with folder() as d:
+        (d / name).write_bytes(encode(draw, text))
+        outcome("sequences", lambda: load_dataset(d / name, fmt, no_header=no_header))
 
 
 @FUZZ
@@ -364,7 +387,7 @@ def test_format_detection_on_random_folder_trees(data: st.DataObject) -> None:
                 assert str(e).strip()
                 COUNTS["detection:DataError"] += 1
             else:
-                assert fmt in ("csv", "parquet", "ml-100k", "ml-1m", "ml-latest", "recbole")
+                assert fmt in ("csv", "sequences", "parquet", "ml-100k", "ml-1m", "ml-latest", "recbole")
                 COUNTS["detection:recognised"] += 1
         outcome("auto folder", lambda: load_dataset(d))
 

@@ -36,7 +36,7 @@ if _cap := int(os.environ.get("RECDISTILL_DEMO_EPOCHS") or 0):  # tests, screens
     DEMO = replace(DEMO, teacher_train=replace(DEMO.teacher_train, epochs=min(DEMO.teacher_train.epochs, _cap)),
                    student_train=replace(DEMO.student_train, epochs=min(DEMO.student_train.epochs, _cap)))
 MAX_DATASETS = 8  # loaded datasets kept in memory (the sample is always kept)
-FOLDER_FORMATS = ("auto", "movielens", "recbole", "ml-100k", "ml-1m", "ml-latest", "csv", "parquet")
+FOLDER_FORMATS = ("auto", "movielens", "recbole", "ml-100k", "ml-1m", "ml-latest", "csv", "sequences", "parquet")
 UPLOAD_TYPES = ["csv", "tsv", "txt", "parquet", "pq"]
 PAUSE_KEY = "live_paused"
 DATASET_KEY = "dataset_fingerprint"

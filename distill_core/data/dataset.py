@@ -1,8 +1,8 @@
 """From raw interactions to an indexed dataset and its train / validation / test split.
 
 Users and items get contiguous indices ``0..n-1``; each user's interactions are ordered by time
-(file order breaks ties and stands in when there are no timestamps), so the split and any
-sequence built from it never look into a user's future.
+(a stable sort: file order breaks ties, and stands in when there are no timestamps), so the split and
+any sequence built from it never look into a user's future. :attr:`Dataset.order_source` says which.
 """
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ class Dataset:
     options: DataOptions = field(default_factory=DataOptions)
 
     @property
+    def order_source(self) -> str:
+        """Where each user's order comes from: "timestamps" (ties keep file order) or "file order"."""
+        return "timestamps" if self.has_timestamps else "file order"
+
+    @property
     def n_users(self) -> int:
         return len(self.user_ids)
 
@@ -64,29 +69,37 @@ class Dataset:
     def summary(self) -> dict[str, float | int | str]:
         return {"name": self.name, "format": self.format, "users": self.n_users,
                 "items": self.n_items, "interactions": self.n_interactions,
-                "density": self.density, "fingerprint": self.fingerprint}
+                "density": self.density, "fingerprint": self.fingerprint, "order": self.order_source}
 
 
 def build_dataset(raw: RawData, options: DataOptions = DataOptions(), name: str | None = None) -> Dataset:
-    """Apply the rating threshold, collapse duplicates, k-core filter and index ``raw``."""
+    """Collapse duplicates, apply the rating threshold, k-core filter and index ``raw``.
+
+    Duplicates go first: a (user, item) pair rated twice is judged by its latest rating, at that
+    rating's time, so a pair re-rated below the threshold is no positive at its earlier time.
+    """
     df = raw.interactions
     src = raw.source
     if len(df) == 0:
         raise DataError(f"{src}: the file holds no interactions (0 rows)")
+    if options.rating_threshold is not None and df["rating"].isna().all():
+        raise DataError(f"{src}: rating_threshold={options.rating_threshold} was given but the "
+                        "data has no rating column")
+    gaps = df["timestamp"].isna()
+    if gaps.any() and not gaps.all():  # the loaders refuse this with the line; a hand-made frame too
+        raise DataError(f"{src}: column 'timestamp', row {int(np.argmax(gaps.to_numpy())) + 1}: missing "
+                        f"timestamp ({int(gaps.sum())} of {len(df)} missing)")
+    has_ts = not gaps.any()
     df = df.assign(_order=np.arange(len(df)))
+    sort_cols = ["user_id", "timestamp", "_order"] if has_ts else ["user_id", "_order"]
+    df = df.sort_values(sort_cols, kind="stable")  # ties in time keep file order
+    # A repeated (user, item) pair counts once, at its latest occurrence, with its latest rating.
+    df = df.drop_duplicates(["user_id", "item_id"], keep="last")
     if options.rating_threshold is not None:
-        if df["rating"].isna().all():
-            raise DataError(f"{src}: rating_threshold={options.rating_threshold} was given but the "
-                            "data has no rating column")
         df = df[df["rating"] >= options.rating_threshold]
         if len(df) == 0:
             raise DataError(f"{src}: no interaction has rating >= {options.rating_threshold} "
                             "(field rating_threshold)")
-    has_ts = bool(df["timestamp"].notna().all())
-    sort_cols = ["user_id", "timestamp", "_order"] if has_ts else ["user_id", "_order"]
-    df = df.sort_values(sort_cols, kind="stable")
-    # A repeated (user, item) pair counts once, at its latest occurrence.
-    df = df.drop_duplicates(["user_id", "item_id"], keep="last")
     if options.kcore > 1:
         df = _kcore(df, options.kcore)
         if len(df) == 0:
@@ -226,6 +239,21 @@ class Split:
         users = np.repeat(np.arange(self.n_users), np.diff(ptr))
         return Split(n_users=self.n_users, n_items=self.n_items, train_users=users, train_items=items.copy(),
                      valid_ptr=np.zeros(self.n_users + 1, dtype=np.int64), valid_items=np.zeros(0, np.int64),
+                     test_ptr=self.test_ptr, test_items=self.test_items, options=self.options,
+                     titles=self.titles, genres=self.genres)
+
+    def lagged(self) -> "Split":
+        """The training data one step earlier: each user's last training interaction removed.
+
+        Only a source of soft labels for honest model selection (``DistillConfig.selection``): a teacher
+        reading this context forecasts the last *training* item, so the validation item lies one step past
+        its forecast, as the test item lies one step past the forecast made from the full training data.
+        """
+        keep = np.ones(len(self.train_items), dtype=bool)
+        counts = np.diff(self.train_ptr)
+        keep[self.train_ptr[1:][counts > 0] - 1] = False
+        return Split(n_users=self.n_users, n_items=self.n_items, train_users=self.train_users[keep],
+                     train_items=self.train_items[keep], valid_ptr=self.valid_ptr, valid_items=self.valid_items,
                      test_ptr=self.test_ptr, test_items=self.test_items, options=self.options,
                      titles=self.titles, genres=self.genres)
 

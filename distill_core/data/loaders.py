@@ -1,8 +1,11 @@
 """Load raw interaction data (and optional item metadata) from the common dataset layouts.
 
-Supported: generic CSV/TSV/TXT or Parquet tables, MovieLens folders (ml-100k, ml-1m, ml-latest) and
-RecBole atomic files. Every problem is reported as :class:`DataError` naming the file, the column or
-line, and what is wrong. The MovieLens and RecBole readers live in :mod:`distill_core.data.movielens`.
+Supported: generic CSV/TSV/TXT or Parquet tables, headerless ``user item [timestamp]`` files (the
+SASRec/BERT4Rec layout, see :mod:`distill_core.data.sequences`), MovieLens folders (ml-100k, ml-1m,
+ml-latest) and RecBole atomic files. Every problem is reported as :class:`DataError` naming the file,
+the column or line, and what is wrong; a blank timestamp among others too (line and column), rather
+than a silent fall back to file order for every user. The MovieLens and RecBole readers live in
+:mod:`distill_core.data.movielens`.
 """
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distill_core.data import sequences
+from distill_core.data.sequences import WHITESPACE
 from distill_core.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "parquet", "ml-100k", "ml-1m", "ml-latest", "recbole")
+FORMATS = ("csv", "sequences", "parquet", "ml-100k", "ml-1m", "ml-latest", "recbole")
 USER_NAMES = ("user_id", "userid", "user", "uid", "visitorid")
 ITEM_NAMES = ("item_id", "itemid", "movieid", "movie_id", "item", "iid", "product_id", "productid", "asin")
 RATING_NAMES = ("rating", "score", "stars", "preference")
@@ -89,7 +94,8 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
 
 
 def sniff_sep(text: str) -> str:
-    """Pick the delimiter among comma, tab, semicolon and pipe that splits lines most consistently."""
+    """Pick the delimiter among comma, tab, semicolon and pipe that splits lines most consistently;
+    runs of whitespace (:data:`WHITESPACE`) when none of them splits the first line but spaces do."""
     lines = [ln for ln in text[:65536].splitlines() if ln.strip()]
     if len(text) > 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last sampled line may be cut short
@@ -102,11 +108,13 @@ def sniff_sep(text: str) -> str:
         score = (sum(c == counts[0] for c in counts) / len(counts), counts[0])
         if score > best_score:
             best, best_score = sep, score
+    if best_score[1] == 0 and sequences.whitespace_splits(text):
+        return WHITESPACE
     return best
 
 
 def _name(sep: str) -> str:
-    return {"\t": "tab", ",": "','", ";": "';'", "|": "'|'"}.get(sep, repr(sep))
+    return {"\t": "tab", ",": "','", ";": "';'", "|": "'|'", WHITESPACE: "whitespace"}.get(sep, repr(sep))
 
 
 def read_table(text: str, source: str, sep: str, *, header: bool = True,
@@ -132,6 +140,8 @@ def read_table(text: str, source: str, sep: str, *, header: bool = True,
     if df.shape[1] == 1:
         first = text.lstrip().splitlines()[0]
         others = [s for s in SEPARATORS if s != sep and s in first]
+        if not others and sep != WHITESPACE and sequences.whitespace_splits(first):
+            others = [WHITESPACE]
         hint = f"; the file seems to use {_name(others[0])} as delimiter" if others else ""
         raise DataError(f"{source}: only one column was found with delimiter {_name(sep)} "
                         f"(first line: {first[:80]!r}){hint}")
@@ -254,18 +264,33 @@ def build_interactions(df: pd.DataFrame, source: str, *, line_base: int, unit: s
         "timestamp": nan if tcol is None else numbers_column(df[tcol], tcol, source, line_base, unit,
                                                              dates=True),
     })
+    gaps = out["timestamp"].isna()
+    if gaps.any() and not gaps.all():  # refused: a silent fallback to file order would reorder every user
+        where, _ = _first_bad(gaps, df[tcol], line_base, unit)
+        raise DataError(f"{source}: column {tcol!r}, {where}: missing timestamp ({int(gaps.sum())} of "
+                        f"{len(out)} missing); fill it in or remove the row, or drop the column to use file order")
     return out.reset_index(drop=True)
 
 
 def read_interactions_file(path: Path, fmt: str, max_bytes: int | None, sep: str | None,
-                           **cols: str | None) -> pd.DataFrame:
-    """Interactions from a generic CSV-like or Parquet file."""
+                           no_header: bool = False, **cols: str | None) -> pd.DataFrame:
+    """Interactions from a generic CSV-like, ``sequences`` or Parquet file.
+
+    A csv file whose first line is all numbers, a ``sequences`` file, or any of them with ``no_header``,
+    is read without a header, its columns named by position (:func:`sequences.positional_columns`).
+    """
     if fmt == "parquet":
         return build_interactions(read_parquet(path, max_bytes), str(path), line_base=1, unit="row",
                                   **cols)
     text = read_text(path, max_bytes)
-    df = read_table(text, str(path), sep or sniff_sep(text))
-    return build_interactions(df, str(path), line_base=2, **cols)
+    sep = sep or sniff_sep(text)
+    header = not no_header and sequences.has_header(text, sep)
+    df = read_table(text, str(path), sep, header=header)
+    if header and fmt == "sequences":
+        sequences.header_skipped(str(path), text)
+    if not header or fmt == "sequences":
+        df.columns = sequences.positional_columns(df.shape[1], str(path), 1)
+    return build_interactions(df, str(path), line_base=2 if header else 1, **cols)
 
 
 # ----------------------------------------------------------------------------- formats
@@ -279,8 +304,7 @@ def _header_columns(path: Path) -> list[str]:
         with path.open("rb") as fh:
             head = fh.read(65536)
         text = head.decode("utf-8-sig", errors="replace")
-        first = text.lstrip().splitlines()[0]
-        return [c.strip() for c in next(csv.reader([first], delimiter=sniff_sep(text)))]
+        return sequences.split_line(sequences.first_line(text), sniff_sep(text))
     except Exception:  # any unreadable file simply does not count as a table
         return []
 
@@ -346,7 +370,12 @@ def _file_format(path: Path) -> str | None:
     if suffix in PARQUET_SUFFIXES:
         return "parquet"
     if suffix in CSV_SUFFIXES:
-        return "csv"
+        try:  # a headerless table of numbers is a sequences file
+            with path.open("rb") as fh:
+                text = fh.read(65536).decode("utf-8-sig", errors="replace")
+            return "sequences" if sequences.looks_like_sequences(text, sniff_sep(text)) else "csv"
+        except Exception:  # an unreadable file is left to the csv reader, which reports the problem
+            return "csv"
     return None
 
 
@@ -398,12 +427,13 @@ def detect_format(path: str | os.PathLike) -> str:
 def load_raw(path: str | os.PathLike, format: str = "auto", *, user_col: str | None = None,
              item_col: str | None = None, rating_col: str | None = None,
              timestamp_col: str | None = None, items_path: str | os.PathLike | None = None,
-             sep: str | None = None, max_bytes: int | None = None) -> RawData:
+             sep: str | None = None, max_bytes: int | None = None, no_header: bool = False) -> RawData:
     """Load interactions and item metadata from a file or folder; see the module docstring.
 
     ``format`` is "auto", "movielens" or one of :data:`FORMATS`. The ``*_col`` names, ``sep`` and
-    ``items_path`` apply to csv/parquet (the ``*_col`` names also to RecBole); ``max_bytes`` limits
-    the size of each file read. Every problem raises :class:`DataError`.
+    ``items_path`` apply to csv/sequences/parquet (the ``*_col`` names also to RecBole); ``no_header``
+    (the first line is data, whatever it holds) to csv and sequences; ``max_bytes`` limits the size of
+    each file read. Every problem raises :class:`DataError`.
     """
     p = Path(path)
     try:
@@ -426,7 +456,9 @@ def load_raw(path: str | os.PathLike, format: str = "auto", *, user_col: str | N
             fmt = found
         elif fmt not in FORMATS:
             raise DataError(f"{path}: unknown format {format!r}; use auto, movielens or {', '.join(FORMATS)}")
-        interactions, items, fmt = _load(p, fmt, cols, items_path, sep, max_bytes)
+        if no_header and fmt not in ("csv", "sequences"):
+            raise DataError(f"{path}: no_header applies to csv and sequences files, not to format {fmt!r}")
+        interactions, items, fmt = _load(p, fmt, cols, items_path, sep, max_bytes, no_header)
     except DataError:
         raise
     except Exception as exc:  # never let a pandas/pyarrow/OS error escape unexplained
@@ -437,7 +469,8 @@ def load_raw(path: str | os.PathLike, format: str = "auto", *, user_col: str | N
 
 
 def _load(p: Path, fmt: str, cols: dict[str, str | None], items_path: str | os.PathLike | None,
-          sep: str | None, max_bytes: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+          sep: str | None, max_bytes: int | None,
+          no_header: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     from distill_core.data import movielens  # imports this module, so not at the top
 
     if fmt in ("ml-100k", "ml-1m", "ml-latest"):
@@ -449,6 +482,8 @@ def _load(p: Path, fmt: str, cols: dict[str, str | None], items_path: str | os.P
         target = _data_folder(p) if p.is_dir() else p
         return (*movielens.load_recbole(target, max_bytes, **cols), fmt)
     file, auto_items = p, None
+    if p.is_dir() and fmt == "sequences":
+        raise DataError(f"{p}: format 'sequences' reads one file; give the file, not the folder")
     if p.is_dir():
         tables, item_tables = _scan_tables(_data_folder(p))
         if len(tables) != 1:
@@ -457,7 +492,7 @@ def _load(p: Path, fmt: str, cols: dict[str, str | None], items_path: str | os.P
         file = tables[0]
         fmt = "parquet" if file.suffix.lower() in PARQUET_SUFFIXES else "csv"
         auto_items = item_tables[0] if len(item_tables) == 1 else None
-    interactions = read_interactions_file(file, fmt, max_bytes, sep, **cols)
+    interactions = read_interactions_file(file, fmt, max_bytes, sep, no_header, **cols)
     item_file = Path(items_path) if items_path is not None else auto_items
     if item_file is None:
         return interactions, movielens.empty_items(), fmt
