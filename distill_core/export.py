@@ -44,8 +44,9 @@ Scores = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (users, seq) ->
 
 
 def onnx_available() -> bool:
-    """Whether the ``onnx`` package can be imported (ONNX export is offered only then)."""
-    return importlib.util.find_spec("onnx") is not None
+    """Whether ``onnx`` and ``onnxscript`` (which torch's ONNX exporter needs) can be imported; ONNX export
+    is offered only then."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript"))
 
 
 class _Serving(nn.Module):
@@ -185,30 +186,36 @@ def load_torchscript(data: bytes) -> tuple[torch.jit.ScriptModule, dict[str, Any
 
 def export_onnx(model: Recommender, split: Split, meta: dict[str, Any], *, n_check: int = 200, k: int = 10,
                 seed: int = 0) -> Exported:
-    """ONNX export (needs the ``onnx`` package); its ranking check runs when ``onnxruntime`` is installed.
+    """ONNX export (needs ``onnx`` and ``onnxscript``); its ranking check runs when ``onnxruntime`` is installed.
 
     The batch dimension is dynamic; ``seq`` must be ``(batch, max_len)``. ``meta`` is not embedded
     (ONNX has no extra files); it travels in the run's JSON bundle and the TorchScript file.
     """
     if not onnx_available():
-        raise ConfigError("ONNX export needs the 'onnx' package, which is not installed here; "
-                          "export TorchScript instead, or install onnx (and onnxruntime to check the file)")
+        raise ConfigError("ONNX export needs the 'onnx' and 'onnxscript' packages, which are not installed here; "
+                          "export TorchScript instead, or install onnx and onnxscript (and onnxruntime to check "
+                          "the file)")
     serving = _prepared(model)
     users, seq = serving_inputs(serving.model, split, sample_users(split, n_check, seed))
     with tempfile.TemporaryDirectory(prefix="recdistill-onnx-") as d, torch.no_grad():
         path = Path(d) / "model.onnx"
-        # the TorchScript-based exporter: the dynamo one needs onnxscript as well
-        torch.onnx.export(serving, (users[:8], seq[:8]), str(path), dynamo=False, input_names=["users", "seq"],
-                          output_names=["scores"],
-                          dynamic_axes={"users": {0: "batch"}, "seq": {0: "batch"}, "scores": {0: "batch"}})
+        # torch.export-based exporter: the TorchScript-based one (dynamo=False, deprecated) cannot export
+        # SASRec (the fused transformer layer, a bool EyeLike onnxruntime lacks); one self-contained file
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(serving, (users[:8], seq[:8]), str(path), dynamo=True, external_data=False,
+                          input_names=["users", "seq"], output_names=["scores"],
+                          dynamic_shapes=({0: batch}, {0: batch}), verbose=False)
         data = path.read_bytes()
     check = None
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime as ort  # optional dependency
 
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        # feed only the inputs the graph declares: an exporter may drop one it never reads (mf's ``seq``)
+        wanted = {i.name for i in session.get_inputs()}
 
         def run(u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(session.run(["scores"], {"users": u.numpy(), "seq": s.numpy()})[0])
+            feed = {name: t.numpy() for name, t in (("users", u), ("seq", s)) if name in wanted}
+            return torch.from_numpy(session.run(["scores"], feed)[0])
         check = check_ranking(model, run, users, seq, k=k)
     return Exported("onnx", data, f"{meta.get('run') or model.family}.onnx", meta, check)

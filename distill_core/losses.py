@@ -43,15 +43,24 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, tem
     """``KL(softmax(t/T) || softmax(s/T))`` averaged over the batch (``batchmean``): ``-> ()``.
 
     ``teacher_log_p`` may carry ``log_softmax(t/T)`` precomputed (a frozen teacher's is cached once).
+    The teacher side is detached: the loss trains the student only, whatever the caller passes.
     """
     log_q = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p = teacher_log_p if teacher_log_p is not None else F.log_softmax(teacher_logits / temperature, dim=-1)
+    log_p = (teacher_log_p.detach() if teacher_log_p is not None
+             else F.log_softmax(teacher_logits.detach() / temperature, dim=-1))
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
 
 
 def kd_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
             cfg: DistillConfig, *, teacher_log_p: torch.Tensor | None = None) -> KDLossOutput:
-    """The KD loss and its two terms; with ``alpha == 1`` (or no teacher) it is the plain CE.
+    """The KD loss and its two terms (Hinton et al., 2015; torchdistill's ``KDLoss``)::
+
+        total = alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))
+
+    with ``KL = F.kl_div(log_softmax(s / T), log_softmax(t / T), reduction="batchmean", log_target=True)``,
+    ``T = cfg.temperature``, ``alpha = cfg.alpha`` and the ``T^2`` factor only when ``cfg.t_squared``.
+    With ``alpha == 1`` (or no teacher) it is the plain CE. The teacher's logits (or ``teacher_log_p``)
+    are detached, so no gradient reaches the teacher through this loss.
 
     Shapes: ``student_logits (B, n_items)``, ``targets (B,)``, ``teacher_logits (B, n_items)`` or
     ``teacher_log_p = log_softmax(teacher_logits / T) (B, n_items)``.

@@ -1,12 +1,27 @@
 """Full-ranking metrics: every item is ranked for every evaluated user, seen items excluded.
 
-For one user with relevant (held-out) set R and top-K list L (rank r = 1, 2, ...):
+For one user with relevant (held-out) set R, each relevant item r gets a rank rank_r = 1, 2, ...
+among the user's unseen items, and:
 
-* HR@K     = 1 if L ∩ R is not empty
-* NDCG@K   = sum_{r: L_r in R} 1 / log2(r + 1)  /  sum_{r=1}^{min(|R|, K)} 1 / log2(r + 1)
-* Recall@K = |L ∩ R| / |R|
-* MRR      = 1 / rank of the best-ranked relevant item in the full ranking (not truncated)
+* HR@K     = 1 if some rank_r <= K
+* NDCG@K   = sum_{r in R: rank_r <= K} 1 / log2(rank_r + 1)  /  sum_{i=1}^{min(|R|, K)} 1 / log2(i + 1)
+* Recall@K = |{r in R: rank_r <= K}| / |R|
+* MRR      = 1 / min_r rank_r, in the full ranking (not truncated)
 * coverage@K = distinct items in anyone's top-K / n_items
+
+Ties count against the relevant items (the *pessimistic* rank): a relevant item tied with k
+non-relevant items is ranked below all k of them, and relevant items tied with each other take
+consecutive ranks (their order among themselves changes no metric). So with one relevant item,
+rank_r = 1 + #{unseen j != r: s_j >= s_r}. Ties impose only a partial order and each way of breaking
+them gives a different value (McSherry & Najork, "Computing Information Retrieval Performance Measures
+Efficiently in the Presence of Tied Scores", ECIR 2008); we report the worst of those orderings, so a
+model cannot gain by emitting equal scores: a constant scorer ranks the held-out item last
+(MRR = 1 / n_unseen, HR@K = 0), where breaking ties by item index would hand it whatever the index
+order happens to give. The same ordering serves every metric, so HR, NDCG, Recall and MRR agree.
+
+Scores must be finite: a NaN or an infinity (of either sign) from the model is refused (``ScoreError``,
+naming the model), never ranked, because no ordering of a NaN means anything. ``-inf`` is only the value
+the seen items are masked with, so finiteness is checked on the scorer's raw output, before that mask.
 
 Users are scored in chunks of ``chunk`` rows, so no dense users x items matrix larger than
 ``(chunk, n_items)`` is ever built.
@@ -18,7 +33,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from distill_core.errors import RecDistillError
+
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # (batch,) users -> (batch, n_items)
+
+
+class ScoreError(RecDistillError, ValueError):
+    """A model produced scores that cannot be ranked (NaN or infinite)."""
 
 
 def _csr_mask(ptr: np.ndarray, items: np.ndarray, users: np.ndarray, n_items: int, device: torch.device) -> torch.Tensor:
@@ -31,10 +52,44 @@ def _csr_mask(ptr: np.ndarray, items: np.ndarray, users: np.ndarray, n_items: in
     return mask
 
 
+def _check_finite(scores: torch.Tensor, users: np.ndarray, name: str) -> None:
+    """Refuse NaN / +-inf in a scorer's raw output (before seen items are masked with -inf)."""
+    bad = ~torch.isfinite(scores)
+    if bool(bad.any()):
+        row, col = (int(v) for v in bad.nonzero()[0])
+        raise ScoreError(f"{name} produced a non-finite score ({float(scores[row, col])}) for user "
+                         f"{int(users[row])}, item {col} ({int(bad.sum())} such scores in this batch of "
+                         f"{len(users)} users); NaN or infinite scores cannot be ranked")
+
+
+def _relevant_ranks(scores: torch.Tensor, rel: torch.Tensor, max_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pessimistic ranks of each user's relevant items, best first, exact up to ``max_k``.
+
+    ``scores (B, n_items)`` with seen items at -inf, ``rel (B, n_items)`` bool ->
+    ``ranks (B, R)`` (``R`` = most relevant items of any row; the relevant scores sorted in descending
+    order, slot p of a row holding its p-th best) and ``first (B,)``, the exact full-ranking rank of
+    each row's best relevant item. Slot p's rank is ``1 + #{non-relevant j: s_j >= s_p} + p``; the count
+    is taken over the row's ``max_k`` best non-relevant scores only, so a rank above ``max_k`` is only
+    known to be above it. No sort of a whole row: two top-k and a comparison per relevant item.
+    """
+    n_max = int(rel.sum(1).max())
+    rel_s = scores.masked_fill(~rel, float("-inf")).topk(n_max, dim=1).values  # (B, R), descending
+    other = scores.masked_fill(rel, float("-inf"))  # non-relevant unseen items keep their scores
+    top_other = other.topk(max_k, dim=1).values  # (B, max_k)
+    ahead = (top_other.unsqueeze(1) >= rel_s.unsqueeze(2)).sum(2)  # (B, R), at most max_k
+    ranks = ahead + torch.arange(1, n_max + 1, device=scores.device)  # (B, R)
+    first = (other >= rel_s[:, :1]).sum(1) + 1  # (B,), not truncated: MRR needs it exactly
+    return ranks, first
+
+
 def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarray, np.ndarray],
                      seen: tuple[np.ndarray, np.ndarray], n_items: int, ks: tuple[int, ...] = (10, 20),
-                     chunk: int = 512, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Mean HR/NDCG/Recall@K, MRR and coverage@K over ``users`` (those with relevant items)."""
+                     chunk: int = 512, device: torch.device | str = "cpu", name: str = "model") -> dict[str, float]:
+    """Mean HR/NDCG/Recall@K, MRR and coverage@K over ``users`` (those with relevant items).
+
+    Ties are pessimistic (see the module docstring); ``name`` is the model named when its scores are
+    not finite (``ScoreError``).
+    """
     device = torch.device(device)
     max_k = max(ks)
     if max_k > n_items:
@@ -48,21 +103,22 @@ def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarr
     for start in range(0, len(users), chunk):
         u = users[start:start + chunk]
         scores = scorer(torch.as_tensor(u, device=device)).double()  # (chunk, n_items)
+        _check_finite(scores, u, name)
         scores = scores.masked_fill(_csr_mask(*seen, u, n_items, device), float("-inf"))
         rel = _csr_mask(rel_ptr, rel_items, u, n_items, device)
         n_rel = rel.sum(1).double()
-        top = scores.topk(max_k, dim=1).indices  # (chunk, max_k)
-        hits = rel.gather(1, top).double()
+        ranks, first = _relevant_ranks(scores, rel, max_k)  # (chunk, R), (chunk,)
+        valid = torch.arange(ranks.shape[1], device=device) < n_rel.unsqueeze(1)  # slots holding an item
+        gains = 1.0 / torch.log2(ranks.double() + 1)  # (chunk, R)
+        top = scores.topk(max_k, dim=1).indices  # (chunk, max_k), for coverage only
         for k in ks:
-            h = hits[:, :k]
+            in_top = valid & (ranks <= k)
             ideal = torch.cumsum(discounts[:k], 0)[(n_rel.clamp(max=k) - 1).long()]
-            sums[f"hr@{k}"] += float((h.sum(1) > 0).sum())
-            sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / ideal).sum())
-            sums[f"recall@{k}"] += float((h.sum(1) / n_rel).sum())
+            sums[f"hr@{k}"] += float(in_top.any(1).sum())
+            sums[f"ndcg@{k}"] += float(((gains * in_top).sum(1) / ideal).sum())
+            sums[f"recall@{k}"] += float((in_top.sum(1) / n_rel).sum())
             covered[k][top[:, :k].reshape(-1)] = True
-        best_rel = scores.masked_fill(~rel, float("-inf")).max(1, keepdim=True).values
-        rank = (scores > best_rel).sum(1).double() + 1
-        sums["mrr"] += float((1.0 / rank).sum())
+        sums["mrr"] += float((1.0 / first.double()).sum())
     n = max(len(users), 1)
     out = {k: v / n for k, v in sums.items()}
     for k in ks:

@@ -64,6 +64,25 @@ def test_invariants(logits):
     assert torch.allclose(soft_targets(t, 2.0).sum(-1), torch.ones(5, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_kd_loss_sends_no_gradient_to_the_teacher(logits, cached):
+    s, t, y = logits
+    s = s.clone().requires_grad_(True)
+    t = t.clone().requires_grad_(True)
+    T = 2.0
+    log_p = F.log_softmax(t / T, -1) if cached else None  # still attached to t
+    out = kd_loss(s, y, None if cached else t, DistillConfig(0.5, T), teacher_log_p=log_p)
+    out.total.backward()
+    assert t.grad is None
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    # the student's gradient is the one of the formula with the teacher held constant
+    ref_s = s.detach().clone().requires_grad_(True)
+    ref = 0.5 * F.cross_entropy(ref_s, y) + 0.5 * T * T * F.kl_div(
+        F.log_softmax(ref_s / T, -1), F.softmax(t.detach() / T, -1), reduction="batchmean")
+    ref.backward()
+    assert torch.allclose(s.grad, ref_s.grad, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("kw, field", [({"alpha": -0.1}, "alpha"), ({"alpha": 1.5}, "alpha"),
                                        ({"temperature": 0.0}, "temperature"),
                                        ({"temperature": float("nan")}, "temperature")])

@@ -80,9 +80,18 @@ def test_soft_label_modes(tiny_split):
 
 @pytest.mark.parametrize("student", [ModelSpec("mf", 4), ModelSpec("sasrec", 8, layers=1, heads=1, max_len=10)])
 def test_distil_from_sasrec_smoke(tiny_split, student):
-    tr = TrainConfig(epochs=1, batch_size=256, lr=1e-3, device="cpu")
+    tr = TrainConfig(epochs=3, batch_size=256, lr=1e-2, device="cpu")
     teacher = train_model(tiny_split, ModelSpec("sasrec", 16, layers=1, max_len=10), tr)
     kd = train_model(tiny_split, student, tr, teacher=teacher.model, distill=DistillConfig(0.5, 2.0))
     assert kd.distill.soft_labels == ("current" if student.family == "mf" else "per-step")
     assert kd.fit.history[0]["kl"] > 0 and np.isfinite(kd.fit.history[0]["total"])
-    assert 0 <= kd.test["ndcg@10"] <= 1
+    # distillation works: the distilled student is closer to the teacher than its plain twin (same seed,
+    # same budget), by KL(teacher || student) over every user's next-item distribution
+    plain = train_model(tiny_split, student, tr)
+    users = torch.arange(tiny_split.n_users)
+    log_t = torch.log_softmax(teacher.model.score_all(users), -1)
+
+    def kl_to_teacher(model) -> float:
+        return float((log_t.exp() * (log_t - torch.log_softmax(model.score_all(users), -1))).sum(1).mean())
+    assert kl_to_teacher(kd.model) < 0.97 * kl_to_teacher(plain.model), (kl_to_teacher(kd.model),
+                                                                       kl_to_teacher(plain.model))
