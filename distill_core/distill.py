@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -145,7 +145,8 @@ def evaluate(model: Recommender, split: Split, part: str, ks: tuple[int, ...] = 
     model.set_context(*split.context(part))
     try:
         return evaluate_ranking(model.score_all, split.eval_users(part), split.held_out(part),
-                                split.seen(part), split.n_items, ks=ks, chunk=chunk, device=device)
+                                split.seen(part), split.n_items, ks=ks, chunk=chunk, device=device,
+                                name=f"the {model.family} model")
     finally:
         model.set_context(*split.context("train"))
 
@@ -184,10 +185,14 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         raise ConfigError(f"the teacher was trained on a dataset with {teacher.n_users} users and "
                           f"{teacher.n_items} items, not on this one ({split.n_users} users, "
                           f"{split.n_items} items); train a teacher on this dataset first")
-    with seeded(train.seed):
-        model = build_model(spec, split).to(device)
-    if init is not None:
-        model.load_state_dict(init.state_dict())
+    def fresh() -> Recommender:
+        with seeded(train.seed):
+            m = build_model(spec, split).to(device)
+        if init is not None:
+            m.load_state_dict(init.state_dict())
+        return m
+
+    model = fresh()
     cfg = distill if (teacher is not None and distill is not None) else DistillConfig(alpha=1.0)
     soft = None
     if teacher is not None and cfg.alpha < 1:
@@ -196,44 +201,76 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         if soft_split is not None and mode != "current":
             raise ConfigError("soft labels from another split exist only in 'current' mode (one row per user); "
                               f"got soft_labels={mode!r}")
-        soft = SoftLabels(teacher, soft_split or split, mode,
-                          temperature=cfg.temperature)
-    if model.window_training:
-        w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
-        n_examples = len(w_users)
-        batch = max(1, train.batch_size // model.max_len)  # about batch_size target positions per batch
+        soft = SoftLabels(teacher, soft_split or split, mode, temperature=cfg.temperature)
+    batch = max(1, train.batch_size // model.max_len) if model.window_training else train.batch_size
+    n_examples, make_loss = _loss_factory(model, split, device)
 
-        def loss_fn(idx: torch.Tensor) -> KDLossOutput:
-            seq, tgt = w_in[idx], w_tgt[idx]  # (batch, L) each
-            valid = tgt >= 0
-            logits = model.forward_all(seq)[valid]  # (n_valid, n_items)
-            t = soft.window_logits(w_users[idx], seq, valid) if soft is not None else None
-            return kd_loss(logits, tgt[valid], t, cfg)
+    def validation(m: Recommender) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            out = evaluate(m, split, "valid", ks=(10,))
+            return {"ndcg@10": out["ndcg@10"], "hr@10": out["hr@10"]}
+        return run
+
+    fit_cfg = replace(train, batch_size=batch)
+    selection = "direct"
+    if (validate and soft is not None and soft.mode == "current" and soft_split is None and teacher.sequential
+            and cfg.selection != "direct" and len(split.valid_items)):
+        # honest selection (DistillConfig.selection): choose the epoch on soft labels that did not forecast
+        # the validation item, then train again on the full soft labels for exactly that many epochs
+        selection = "lagged"
+        lagged = SoftLabels(teacher, split.lagged(), "current", temperature=cfg.temperature)
+        sel = fit(model, n_examples, make_loss(model, lagged, cfg), validation(model), fit_cfg, callbacks, control,
+                  device=device)
+        del lagged
+        res = sel
+        if not sel.cancelled:
+            teacher.set_context(*split.context("train"))
+            model = fresh()
+            final = fit(model, n_examples, make_loss(model, soft, cfg), None,
+                        replace(fit_cfg, epochs=max(sel.best_epoch, 1), patience=0), callbacks, control,
+                        device=device)
+            res = replace(sel, cancelled=final.cancelled, seconds=sel.seconds + final.seconds)
     else:
-        users = torch.as_tensor(split.train_users, device=device)
-        items = torch.as_tensor(split.train_items, device=device)
-        prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
-        n_examples, batch = len(items), train.batch_size
-
-        def loss_fn(idx: torch.Tensor) -> KDLossOutput:
-            u = users[idx]
-            logits = model(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
-            if soft is None:
-                return kd_loss(logits, items[idx], None, cfg)
-            log_p = soft.log_p(u)
-            return kd_loss(logits, items[idx], soft.logits(u, idx) if log_p is None else None, cfg, teacher_log_p=log_p)
-
-    def validation() -> dict[str, float]:
-        m = evaluate(model, split, "valid", ks=(10,))
-        return {"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]}
-
-    res = fit(model, n_examples, loss_fn, validation if validate else None, replace(train, batch_size=batch),
-              callbacks, control, device=device)
-    used = replace(cfg, soft_labels=soft.mode) if soft is not None else None
+        res = fit(model, n_examples, make_loss(model, soft, cfg), validation(model) if validate else None, fit_cfg,
+                  callbacks, control, device=device)
+    used = replace(cfg, soft_labels=soft.mode, selection=selection) if soft is not None else None
     out = TrainedModel(model=model, role=role, spec=spec, train=train, distill=used, fit=res)
     if not res.cancelled:
         out.test = evaluate(model, split, "test")
     return out
+
+
+def _loss_factory(model: Recommender, split: Split, device: torch.device) -> tuple[
+        int, Callable[[Recommender, SoftLabels | None, DistillConfig], Callable[[torch.Tensor], KDLossOutput]]]:
+    """``(n_examples, make_loss)``: the training examples of ``model``'s family on ``split`` and a
+    factory of the per-batch loss ``idx -> KDLossOutput`` for a given model instance and soft labels."""
+    if model.window_training:
+        w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
+
+        def make_window(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig):
+            def loss_fn(idx: torch.Tensor) -> KDLossOutput:
+                seq, tgt = w_in[idx], w_tgt[idx]  # (batch, L) each
+                valid = tgt >= 0
+                logits = m.forward_all(seq)[valid]  # (n_valid, n_items)
+                t = soft.window_logits(w_users[idx], seq, valid) if soft is not None else None
+                return kd_loss(logits, tgt[valid], t, cfg)
+            return loss_fn
+        return len(w_users), make_window
+    users = torch.as_tensor(split.train_users, device=device)
+    items = torch.as_tensor(split.train_items, device=device)
+    prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
+
+    def make_pairs(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig):
+        def loss_fn(idx: torch.Tensor) -> KDLossOutput:
+            u = users[idx]
+            logits = m(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
+            if soft is None:
+                return kd_loss(logits, items[idx], None, cfg)
+            log_p = soft.log_p(u)
+            return kd_loss(logits, items[idx], soft.logits(u, idx) if log_p is None else None, cfg,
+                           teacher_log_p=log_p)
+        return loss_fn
+    return len(items), make_pairs
 
 
 @dataclass
@@ -250,7 +287,8 @@ class PipelineResult:
         keys = ("hr@10", "ndcg@10", "recall@20", "mrr")
         out: dict[str, Any] = {"dataset": {"name": self.dataset.name, "users": self.dataset.n_users,
                                            "items": self.dataset.n_items,
-                                           "interactions": self.dataset.n_interactions},
+                                           "interactions": self.dataset.n_interactions,
+                                           "order": self.dataset.order_source},
                                "config": self.config.to_dict()}
         for tm in (self.teacher, self.student_kd, self.student_plain):
             s = tm.summary()
