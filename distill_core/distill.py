@@ -22,6 +22,7 @@ from distill_core.errors import ConfigError
 from distill_core.losses import KDLossOutput, kd_loss
 from distill_core.metrics import evaluate_ranking
 from distill_core.models import Recommender, build_model
+from distill_core.models.base import Batch, Examples
 from distill_core.trainer import Callback, FitResult, TrainerControl, fit, seeded
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,13 @@ class SoftLabels:
             return self.cache_log_p[users] * self.temperature
         return self.teacher.score_all(users)
 
+    def for_batch(self, b: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(teacher logits, cached log_softmax(t / T))`` at the batch's target positions; one is None."""
+        if b.windows is not None:
+            return self.window_logits(b.users, *b.windows), None
+        log_p = self.log_p(b.users)
+        return (self.logits(b.users, b.idx) if log_p is None else None), log_p
+
     @torch.no_grad()
     def window_logits(self, users: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Soft-label logits at the valid positions of windows ``seq``: ``(n_valid, n_items)``."""
@@ -167,7 +175,7 @@ def scoring_ms_per_1k(model: Recommender, batch: int = 256, repeats: int = 3) ->
 
 
 def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str = "teacher",
-                teacher: Recommender | None = None, distill: DistillConfig | None = None,
+                teacher: Recommender | TrainedModel | None = None, distill: DistillConfig | None = None,
                 callbacks: Sequence[Callback] = (), control: TrainerControl | None = None,
                 init: Recommender | None = None, soft_split: Split | None = None,
                 validate: bool = True) -> TrainedModel:
@@ -176,8 +184,14 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     ``init``: start from a copy of this model's weights (a refresh) instead of a fresh model.
     ``soft_split``: read the teacher's soft labels from this split's training data (default ``split``).
     ``validate=False``: no validation split (all of it was trained on): every epoch runs, the last is kept.
+    ``teacher`` may be the model or the ``TrainedModel`` this function returned; it needs ``distill``.
     """
     device = resolve_device(train.device)
+    if isinstance(teacher, TrainedModel):
+        teacher = teacher.model
+    if teacher is not None and distill is None:
+        raise ConfigError("a teacher was given without a distillation config: pass distill=DistillConfig(...) "
+                          "(alpha=1 trains on the hard labels alone), or no teacher for a plain model")
     if split.n_items < EVAL_MAX_K:  # refuse before training rather than fail in the first evaluation
         raise ConfigError(f"K={EVAL_MAX_K} of the ranking metrics (HR/NDCG/Recall@K) is larger than the catalogue "
                           f"of {split.n_items} items; the dataset needs at least {EVAL_MAX_K} items")
@@ -185,6 +199,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         raise ConfigError(f"the teacher was trained on a dataset with {teacher.n_users} users and "
                           f"{teacher.n_items} items, not on this one ({split.n_users} users, "
                           f"{split.n_items} items); train a teacher on this dataset first")
+
     def fresh() -> Recommender:
         with seeded(train.seed):
             m = build_model(spec, split).to(device)
@@ -193,7 +208,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         return m
 
     model = fresh()
-    cfg = distill if (teacher is not None and distill is not None) else DistillConfig(alpha=1.0)
+    cfg = distill if teacher is not None else DistillConfig(alpha=1.0)
     soft = None
     if teacher is not None and cfg.alpha < 1:
         teacher = teacher.to(device)
@@ -202,8 +217,8 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
             raise ConfigError("soft labels from another split exist only in 'current' mode (one row per user); "
                               f"got soft_labels={mode!r}")
         soft = SoftLabels(teacher, soft_split or split, mode, temperature=cfg.temperature)
-    batch = max(1, train.batch_size // model.max_len) if model.window_training else train.batch_size
-    n_examples, make_loss = _loss_factory(model, split, device)
+    ex = model.examples(split, device)
+    n_examples, make_loss = len(ex), _loss_maker(ex)
 
     def validation(m: Recommender) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
@@ -211,7 +226,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
             return {"ndcg@10": out["ndcg@10"], "hr@10": out["hr@10"]}
         return run
 
-    fit_cfg = replace(train, batch_size=batch)
+    fit_cfg = replace(train, batch_size=model.examples_per_batch(train.batch_size))
     selection = "direct"
     if (validate and soft is not None and soft.mode == "current" and soft_split is None and teacher.sequential
             and cfg.selection != "direct" and len(split.valid_items)):
@@ -240,37 +255,17 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     return out
 
 
-def _loss_factory(model: Recommender, split: Split, device: torch.device) -> tuple[
-        int, Callable[[Recommender, SoftLabels | None, DistillConfig], Callable[[torch.Tensor], KDLossOutput]]]:
-    """``(n_examples, make_loss)``: the training examples of ``model``'s family on ``split`` and a
-    factory of the per-batch loss ``idx -> KDLossOutput`` for a given model instance and soft labels."""
-    if model.window_training:
-        w_users, w_in, w_tgt = (torch.as_tensor(a, device=device) for a in split.train_windows(model.max_len))
-
-        def make_window(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig):
-            def loss_fn(idx: torch.Tensor) -> KDLossOutput:
-                seq, tgt = w_in[idx], w_tgt[idx]  # (batch, L) each
-                valid = tgt >= 0
-                logits = m.forward_all(seq)[valid]  # (n_valid, n_items)
-                t = soft.window_logits(w_users[idx], seq, valid) if soft is not None else None
-                return kd_loss(logits, tgt[valid], t, cfg)
-            return loss_fn
-        return len(w_users), make_window
-    users = torch.as_tensor(split.train_users, device=device)
-    items = torch.as_tensor(split.train_items, device=device)
-    prefixes = torch.as_tensor(split.train_prefixes(model.max_len), device=device) if model.sequential else None
-
-    def make_pairs(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig):
+def _loss_maker(ex: Examples) -> Callable[[Recommender, SoftLabels | None, DistillConfig], Callable[[torch.Tensor], KDLossOutput]]:
+    """``make_loss(model, soft, cfg)``: the per-batch loss ``idx -> KDLossOutput`` of ``model`` on examples
+    ``ex``; the model says what its logits and targets are (``Recommender.batch``), the soft labels what
+    the teacher says at the same positions (``SoftLabels.for_batch``)."""
+    def make_loss(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig) -> Callable[[torch.Tensor], KDLossOutput]:
         def loss_fn(idx: torch.Tensor) -> KDLossOutput:
-            u = users[idx]
-            logits = m(u, prefixes[idx] if prefixes is not None else None)  # (batch, n_items)
-            if soft is None:
-                return kd_loss(logits, items[idx], None, cfg)
-            log_p = soft.log_p(u)
-            return kd_loss(logits, items[idx], soft.logits(u, idx) if log_p is None else None, cfg,
-                           teacher_log_p=log_p)
+            b = m.batch(ex, idx)
+            t, log_p = soft.for_batch(b) if soft is not None else (None, None)
+            return kd_loss(b.logits, b.targets, t, cfg, teacher_log_p=log_p)
         return loss_fn
-    return len(items), make_pairs
+    return make_loss
 
 
 @dataclass

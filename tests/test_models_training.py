@@ -156,3 +156,17 @@ def test_cuda_refused_without_gpu(tiny_split):
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="cuda"):
         train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, device="cuda"))
+
+
+def test_train_model_takes_the_trained_teacher_it_returned_and_refuses_a_teacher_without_distill(tiny_split) -> None:
+    from distill_core import ConfigError, DistillConfig
+
+    one = TrainConfig(epochs=1, patience=0)
+    teacher = train_model(tiny_split, ModelSpec("mf", 8), one)
+    with pytest.raises(ConfigError, match="distill=DistillConfig"):
+        train_model(tiny_split, ModelSpec("mf", 4), one, role="student_kd", teacher=teacher)
+    cfg = DistillConfig(0.3, 2.0)
+    a = train_model(tiny_split, ModelSpec("mf", 4), one, role="student_kd", teacher=teacher, distill=cfg)
+    b = train_model(tiny_split, ModelSpec("mf", 4), one, role="student_kd", teacher=teacher.model, distill=cfg)
+    assert a.distill == b.distill and a.distill.alpha == 0.3
+    assert a.fit.history[0]["kl"] > 0 and a.fit.history[0]["kl"] == pytest.approx(b.fit.history[0]["kl"])

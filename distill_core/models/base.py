@@ -11,11 +11,45 @@ training and validation, plus the validation item for the test ranking).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
+
+if TYPE_CHECKING:
+    from distill_core.data.dataset import Split
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A model's training examples on one split, as tensors a batch indexes (``Recommender.examples``).
+
+    Pair models: one example per training pair, ``targets (n,)``, ``inputs (n, max_len)`` the items before
+    each target (sequential models only, else None). Window models: one example per window,
+    ``inputs (W, L)`` and ``targets (W, L)`` (-1 at padding). ``users`` is the user of every example.
+    """
+
+    users: torch.Tensor
+    targets: torch.Tensor
+    inputs: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch as the loss sees it: the model's logits at the batch's ``n`` target positions."""
+
+    logits: torch.Tensor  # (n, n_items)
+    targets: torch.Tensor  # (n,)
+    users: torch.Tensor  # (batch,) the user of each example
+    idx: torch.Tensor  # (batch,) example indices
+    windows: tuple[torch.Tensor, torch.Tensor] | None = None  # window models: seq (batch, L), valid (batch, L)
 
 
 def recent_history(ptr: np.ndarray, items: np.ndarray, n_items: int, length: int) -> torch.Tensor:
@@ -52,6 +86,22 @@ class Recommender(nn.Module):
     def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
         """Window-trained models: next-item logits at every position, ``(batch, L) -> (batch, L, n_items)``."""
         raise NotImplementedError
+
+    def examples(self, split: "Split", device: torch.device | str = "cpu") -> Examples:
+        """This model's training examples on ``split``: every training pair (with the items before it for
+        a sequential model, which never hold the target or anything later)."""
+        inputs = torch.as_tensor(split.train_prefixes(self.max_len), device=device) if self.sequential else None
+        return Examples(torch.as_tensor(split.train_users, device=device),
+                        torch.as_tensor(split.train_items, device=device), inputs)
+
+    def examples_per_batch(self, batch_size: int) -> int:
+        """How many examples make a batch of about ``batch_size`` target positions."""
+        return batch_size
+
+    def batch(self, ex: Examples, idx: torch.Tensor) -> Batch:
+        """Logits (with autograd) of examples ``idx``: ``(batch, n_items)``, one target each."""
+        users = ex.users[idx]
+        return Batch(self(users, ex.inputs[idx] if ex.inputs is not None else None), ex.targets[idx], users, idx)
 
     def set_context(self, ptr: np.ndarray, items: np.ndarray) -> None:
         """Each user's known items (CSR, time order); id-only models ignore it."""

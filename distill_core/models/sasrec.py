@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender
+from distill_core.models.base import Batch, Examples, Recommender
 
 
 class SASRec(Recommender):
@@ -56,6 +56,19 @@ class SASRec(Recommender):
         for block in self.blocks:
             h = block(h, src_mask=mask) * keep
         return self.norm(h)
+
+    def examples(self, split, device: torch.device | str = "cpu") -> Examples:
+        """One example per window of a user's training sequence (``Split.train_windows``)."""
+        users, inputs, targets = (torch.as_tensor(a, device=device) for a in split.train_windows(self.max_len))
+        return Examples(users, targets, inputs)
+
+    def examples_per_batch(self, batch_size: int) -> int:
+        return max(1, batch_size // self.max_len)  # about batch_size target positions per batch
+
+    def batch(self, ex: Examples, idx: torch.Tensor) -> Batch:
+        seq, tgt = ex.inputs[idx], ex.targets[idx]  # (batch, L) each
+        valid = tgt >= 0
+        return Batch(self.forward_all(seq)[valid], tgt[valid], ex.users[idx], idx, windows=(seq, valid))
 
     def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
         return self.encode(seq) @ self.item.weight[:-1].t() + self.item_bias  # (batch, L, n_items)
