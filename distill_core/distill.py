@@ -241,10 +241,13 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         if not sel.cancelled:
             teacher.set_context(*split.context("train"))
             model = fresh()
+            done = len(sel.history)
+            refit_epochs = max(sel.best_epoch, 1)
             final = fit(model, n_examples, make_loss(model, soft, cfg), None,
-                        replace(fit_cfg, epochs=max(sel.best_epoch, 1), patience=0), callbacks, control,
-                        device=device)
-            res = replace(sel, cancelled=final.cancelled, seconds=sel.seconds + final.seconds)
+                        replace(fit_cfg, epochs=refit_epochs, patience=0),
+                        [_After(cb, done, done + refit_epochs) for cb in callbacks], control, device=device)
+            res = replace(sel, cancelled=final.cancelled, seconds=sel.seconds + final.seconds,
+                          history=sel.history + [r | {"epoch": r["epoch"] + done} for r in final.history])
     else:
         res = fit(model, n_examples, make_loss(model, soft, cfg), validation(model) if validate else None, fit_cfg,
                   callbacks, control, device=device)
@@ -253,6 +256,24 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     if not res.cancelled:
         out.test = evaluate(model, split, "test")
     return out
+
+
+class _After:
+    """Callback wrapper for the refit of a lagged selection: its epochs continue the selection's numbering
+    (``done + 1 ..``, of ``total``), so live progress and stored curves read as one run."""
+
+    def __init__(self, cb: Callback, done: int, total: int) -> None:
+        self.cb, self.done, self.total = cb, done, total
+
+    def on_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name == "train_start":
+            payload = payload | {"epochs": self.total}
+        elif name == "step_end":
+            payload = payload | {"epoch": payload["epoch"] + self.done}
+        elif name == "epoch_end":
+            payload = payload | {"epoch": payload["epoch"] + self.done, "epochs": self.total,
+                                 "metrics": payload["metrics"] | {"epoch": payload["metrics"]["epoch"] + self.done}}
+        self.cb.on_event(name, payload)
 
 
 def _loss_maker(ex: Examples) -> Callable[[Recommender, SoftLabels | None, DistillConfig], Callable[[torch.Tensor], KDLossOutput]]:

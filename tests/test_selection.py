@@ -80,7 +80,34 @@ def test_lagged_selection_reads_soft_labels_without_the_last_training_item(tiny_
     assert sel["validate"] and not refit["validate"]
     assert refit["epochs"] == refit["ran"] == sel["best"] == tm.fit.best_epoch
     assert refit["model"] is tm.model and sel["model"] is not tm.model
-    assert tm.fit.history and all("val_ndcg@10" in r for r in tm.fit.history)  # the honest validation curve
+    # the stored history reads as one run: the selection epochs with their honest validation, then the
+    # refit's epochs numbered after them (no validation: it would score the forecast of the validation item)
+    n_sel = sel["ran"]
+    assert [r["epoch"] for r in tm.fit.history] == list(range(1, n_sel + refit["ran"] + 1))
+    assert all("val_ndcg@10" in r for r in tm.fit.history[:n_sel])
+    assert not any("val_ndcg@10" in r for r in tm.fit.history[n_sel:])
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def on_event(self, name: str, payload: dict) -> None:
+        self.events.append((name, payload))
+
+
+def test_live_events_of_a_lagged_selection_count_epochs_on_across_the_refit(tiny_split, seq_teacher) -> None:
+    ev = _Events()
+    tm = train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=3, patience=0), role="student_kd",
+                     teacher=seq_teacher, distill=DistillConfig(0.2, 2.0, soft_labels="current"), callbacks=[ev])
+    total = 3 + tm.fit.best_epoch
+    starts = [p["epochs"] for n, p in ev.events if n == "train_start"]
+    assert starts == [3, total]
+    ends = [(p["epoch"], p["epochs"], p["metrics"]["epoch"]) for n, p in ev.events if n == "epoch_end"]
+    assert [e[0] for e in ends] == list(range(1, total + 1)) == [int(e[2]) for e in ends]
+    assert [e[1] for e in ends][3:] == [total] * tm.fit.best_epoch
+    steps = [p["epoch"] for n, p in ev.events if n == "step_end"]
+    assert steps == sorted(steps) and steps[-1] == total
 
 
 def test_direct_selection_and_cases_where_nothing_is_forecast_train_once(tiny_split, seq_teacher, monkeypatch) -> None:
