@@ -1,16 +1,17 @@
 """Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
 import streamlit as st
 
-from distill_core import STUDENT_FAMILIES, ConfigError, ModelSpec, TrainConfig, sweep
+from distill_core import STUDENT_FAMILIES, ConfigError, ModelSpec, TrainConfig, sizing, sweep
 from ui import live, state, sweep_view, widgets
 
 ds = state.active_dataset()
 
 st.title("Alpha × temperature sweep")
-st.caption("Distils the same student once per cell of an alpha × T grid, one cell after another in the background, "
-           "and trains the plain student once as every cell's baseline. Cells already stored with identical "
-           "settings (by an earlier sweep, or on the Distill page) are reused, never trained again: stop a sweep "
-           "and start it again to resume, or grow the grid to train only the new cells.")
+st.caption("Distils the same student once per cell of an alpha × T grid and, for a fair baseline, trains the plain "
+           "student over as many cells of learning rate × weight decay (around the learning rate below), "
+           "alternately, in the background; each side's best cell is chosen on validation NDCG@10. Cells already "
+           "stored with identical settings (by an earlier sweep, or on the Distill page) are reused, never trained "
+           "again: stop a sweep and start it again to resume, or grow the grid to train only the new cells.")
 
 teachers = state.teachers(ds)
 if not teachers:
@@ -31,7 +32,8 @@ c = st.columns(5)
 family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="sweep_family", persist_state="session",
                         help="The student of every cell. mf is the fastest to train and to serve.")
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_state="session",
-                        help="The student's embedding width (6: about a tenth of the default teacher's parameters).")
+                        help="The student's embedding width; its share of the teacher's parameters on this "
+                             "dataset is shown below.")
 epochs = c[2].number_input("Epochs per cell (max)", 1, 500, 30, key="sweep_epochs", persist_state="session",
                            help="Upper bound per cell, with early stopping on validation NDCG@10 (see Patience). "
                                 "The Distill page's defaults (30 epochs, patience 4, lr 0.005), so its students "
@@ -40,7 +42,8 @@ patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="sw
                              persist_state="session", help="A cell stops after this many epochs without a better "
                                                            "validation NDCG@10 (0: never stops early).")
 lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="sweep_lr",
-                       persist_state="session", help="Adam's step size of every student.")
+                       persist_state="session", help="Adam's step size of every distilled cell; the plain cells "
+                                                     "try it and a ladder around it (lr/2 to 4 lr for 16 cells).")
 try:
     spec = sweep.SweepSpec(sweep.parse_grid(alpha_text, "alpha"), sweep.parse_grid(temp_text, "temperature"),
                            ModelSpec(family, int(dim)), TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)))
@@ -48,24 +51,30 @@ except ConfigError as e:
     st.error(f"{e}. Nothing was started; stored runs are unchanged.")
     st.stop()
 
+t_spec = ModelSpec(**teacher.config["model"])
+st.caption(f"Student size: {sizing.size_line(spec.student, t_spec, ds.n_users, ds.n_items)}. "
+           f"Tuning budget: {spec.budget()}.")
+
 job = state.current_job("sweep", ds)
 snap = state.snapshot(job)
 running = snap is not None and snap.active
 grid = sweep.grid_frame(state.store(), ds, teacher.id, spec)
-todo = int((grid["status"] != "done").sum())
+plain = sweep.plain_frame(state.store(), ds, teacher.id, spec)
+todo = sweep.to_train(grid, plain)
 
 c = st.columns([1, 1, 5])
 if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0,
-               help="Train every cell not yet stored with these settings (and the plain student if needed), one "
-                    "after another, in the background."):
+               help="Train every cell, distilled and plain, not yet stored with these settings, one after "
+                    "another, in the background."):
     state.start_job("sweep", ds, lambda: sweep.sweep_job(ds, teacher.id, spec, state.store()),
                     f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}",
                     teacher=teacher.id)
 if c[1].button("Stop", key="sweep_stop", disabled=not running,
                help="Stop at the next mini-batch. Finished cells are kept; the next start resumes the rest."):
     state.cancel(job)
-c[2].caption(f"{len(grid) - todo} of {len(grid)} cells are stored for these settings; starting trains the other "
-             f"{todo}." if todo else f"All {len(grid)} cells are stored for these settings.")
+c[2].caption(f"{len(grid) + len(plain) - todo} of {len(grid) + len(plain)} cells (distilled and plain) are stored for "
+             f"these settings; starting trains the other {todo}." if todo else
+             f"All {len(grid) + len(plain)} cells (distilled and plain) are stored for these settings.")
 
 metric = st.radio("Colour the cells by", list(sweep_view.SHORT), format_func=sweep_view.SHORT.get, horizontal=True,
                   key="sweep_metric", persist_state="session",

@@ -1,10 +1,13 @@
 """``python -m distill_core``: headless runs with a JSON report, and the loss calculator.
 
-    python -m distill_core run [--data PATH] [--format auto|csv|parquet|movielens|recbole] ... --out report.json
+    python -m distill_core run [--data PATH] [--format auto|csv|sequences|parquet|movielens|recbole] [--no-header] ... --out report.json
     python -m distill_core loss --p 0.1,0.3,0.4,0.1 --q 0.2,0.35,0.3,0.15 --alpha 0.7 [--normalize]
-    python -m distill_core sweep --alpha 0,0.25,0.5,0.75,1 --temperature 1,2,4,8 [...] --out sweep.json
+    python -m distill_core sweep --alpha 0,0.5,1 --temperature 1,2,4 [--student-ratio 0.1] [...] --out sweep.json
     python -m distill_core make-sample [--out sample_data]
 
+``--student-ratio R`` (run, sweep) sizes the student on the data: the largest dim within R x the teacher's
+parameters. A sweep reuses a stored teacher of the same config, dataset and seed, and every stored cell,
+and tunes the plain student over as many cells (learning rate x weight decay) as alpha x T.
 Progress goes to stderr; bad input exits with status 2 and a message naming the problem.
 """
 from __future__ import annotations
@@ -19,10 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from distill_core import sizing
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DataOptions, DistillConfig, ModelSpec, RunConfig, TrainConfig
 from distill_core.errors import RecDistillError
 
 log = logging.getLogger("distill_core")
+RATIO_HELP = ("size budget instead of --student-dim: the largest student dim whose parameters are at most this "
+              "share of the teacher's on this dataset (0 < ratio <= 1, e.g. 0.1)")
 
 
 def _floats(text: str) -> list[float]:
@@ -38,14 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     d = RunConfig()
     r = sub.add_parser("run", help="train a teacher, distil a student, train the plain student; write a JSON report")
     r.add_argument("--data", help="dataset file or folder (default: the bundled sample)")
-    r.add_argument("--format", default="auto", choices=["auto", "csv", "parquet", "movielens", "ml-100k", "ml-1m",
-                                                        "ml-latest", "recbole"])
+    r.add_argument("--format", default="auto", choices=["auto", "csv", "sequences", "parquet", "movielens", "ml-100k",
+                                                        "ml-1m", "ml-latest", "recbole"])
+    r.add_argument("--no-header", action="store_true",
+                    help="csv/sequences: the first line is data, not a header (else told by its content)")
     r.add_argument("--rating-threshold", type=float, default=None, help="keep ratings >= this as positives")
     r.add_argument("--kcore", type=int, default=0)
     r.add_argument("--teacher", default=d.teacher.family, choices=MODEL_FAMILIES)
     r.add_argument("--teacher-dim", type=int, default=d.teacher.dim)
     r.add_argument("--student", default=d.student.family, choices=STUDENT_FAMILIES)
-    r.add_argument("--student-dim", type=int, default=d.student.dim)
+    r.add_argument("--student-dim", type=int, default=None, help=f"default {d.student.dim}, or see --student-ratio")
+    r.add_argument("--student-ratio", type=float, default=None, help=RATIO_HELP)
     r.add_argument("--alpha", type=float, default=d.distill.alpha, help="weight of the hard CE (1 - alpha: soft KL)")
     r.add_argument("--temperature", type=float, default=d.distill.temperature)
     r.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
@@ -84,8 +93,10 @@ def _add_sweep(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--alpha", required=True, help="alpha grid, comma-separated values in [0, 1]")
     sw.add_argument("--temperature", required=True, help="temperature grid, comma-separated values > 0")
     sw.add_argument("--data", help="dataset file or folder (default: the bundled sample)")
-    sw.add_argument("--format", default="auto", choices=["auto", "csv", "parquet", "movielens", "ml-100k", "ml-1m",
-                                                         "ml-latest", "recbole"])
+    sw.add_argument("--format", default="auto", choices=["auto", "csv", "sequences", "parquet", "movielens", "ml-100k",
+                                                         "ml-1m", "ml-latest", "recbole"])
+    sw.add_argument("--no-header", action="store_true",
+                    help="csv/sequences: the first line is data, not a header (else told by its content)")
     sw.add_argument("--rating-threshold", type=float, default=None, help="keep ratings >= this as positives")
     sw.add_argument("--kcore", type=int, default=0)
     sw.add_argument("--teacher-run", help="a teacher run id in the store to reuse (else a teacher is trained)")
@@ -94,7 +105,8 @@ def _add_sweep(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
     sw.add_argument("--teacher-epochs", type=int, default=d.teacher_train.epochs)
     sw.add_argument("--student", default=d.student.family, choices=STUDENT_FAMILIES)
-    sw.add_argument("--student-dim", type=int, default=d.student.dim)
+    sw.add_argument("--student-dim", type=int, default=None, help=f"default {d.student.dim}, or see --student-ratio")
+    sw.add_argument("--student-ratio", type=float, default=None, help=RATIO_HELP)
     sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
                     help="maximum epochs per cell (early stopping on validation NDCG@10)")
     sw.add_argument("--lr", type=float, default=d.student_train.lr, help="the students' Adam learning rate")
@@ -104,7 +116,13 @@ def _add_sweep(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"])
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    sw.add_argument("--out", required=True, help="where to write sweep.json (the grid also goes to a .csv beside it)")
+    sw.add_argument("--out", required=True,
+                    help="where to write sweep.json (every cell, distilled and plain, also goes to a .csv beside it)")
+
+
+def _val(m: dict[str, Any]) -> str:
+    # an epoch trained again for a number of epochs chosen before has no validation score
+    return f"  val ndcg@10 {m['val_ndcg@10']:.4f}" if "val_ndcg@10" in m else ""
 
 
 class _StderrProgress:
@@ -112,7 +130,27 @@ class _StderrProgress:
         if name == "epoch_end":
             m = payload["metrics"]
             print(f"  epoch {int(m['epoch']):3d}/{payload['epochs']}  total {m['total']:.4f}  ce {m['ce']:.4f}  "
-                  f"kl {m['kl']:.4f}  val ndcg@10 {m['val_ndcg@10']:.4f}", file=sys.stderr, flush=True)
+                  f"kl {m['kl']:.4f}{_val(m)}", file=sys.stderr, flush=True)
+
+
+def _student(a: argparse.Namespace, d: RunConfig) -> ModelSpec:
+    """The student of --student and --student-dim (checked with --student-ratio before any data is read)."""
+    if a.student_ratio is not None:
+        sizing.check_ratio(a.student_ratio, "--student-ratio")
+        if a.student_dim is not None:
+            raise RecDistillError("give --student-dim or --student-ratio, not both")
+    return ModelSpec(a.student, d.student.dim if a.student_dim is None else a.student_dim)
+
+
+def _sized(a: argparse.Namespace, student: ModelSpec, teacher: ModelSpec, ds: Any) -> ModelSpec:
+    """The student within --student-ratio of the teacher on ``ds`` (as given without it); says its share."""
+    if a.student_ratio is not None:
+        student = sizing.student_for_ratio(student, sizing.n_params(teacher, ds.n_users, ds.n_items),
+                                           a.student_ratio, ds.n_users, ds.n_items, "--student-ratio")
+    print(f"student {sizing.size_line(student, teacher, ds.n_users, ds.n_items)}"
+          + (f"; the largest within --student-ratio {a.student_ratio:g}" if a.student_ratio is not None else ""),
+          file=sys.stderr)
+    return student
 
 
 def _run(a: argparse.Namespace) -> dict[str, Any]:
@@ -129,12 +167,13 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
                        patience=base.patience if a.patience is None else a.patience, seed=a.seed, device=a.device)
 
     cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
-                  student=ModelSpec(a.student, a.student_dim), teacher_train=train(d.teacher_train),
+                  student=_student(a, d), teacher_train=train(d.teacher_train),
                   student_train=train(d.student_train), data=opts,
                   distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels))
-    ds = load_dataset(a.data, a.format, opts) if a.data else load_sample(opts)
+    ds = load_dataset(a.data, a.format, opts, no_header=a.no_header) if a.data else load_sample(opts)
     print(f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions",
           file=sys.stderr)
+    cfg = replace(cfg, student=_sized(a, cfg.student, cfg.teacher, ds))
     return run_pipeline(ds, cfg, callbacks=[_Phase(), _StderrProgress()]).report()
 
 
@@ -180,8 +219,8 @@ def _wait(runner: Any, job_id: str) -> Any:
                 if m["phase"] != shown:
                     shown = m["phase"]
                     print(f"training {shown}", file=sys.stderr, flush=True)
-                print(f"  epoch {int(m['epoch']):3d}  total {m['total']:.4f}  kl {m['kl']:.4f}  "
-                      f"val ndcg@10 {m['val_ndcg@10']:.4f}", file=sys.stderr, flush=True)
+                print(f"  epoch {int(m['epoch']):3d}  total {m['total']:.4f}  kl {m['kl']:.4f}{_val(m)}",
+                      file=sys.stderr, flush=True)
             rows = len(snap.epochs_log)
             if snap.status == "running" and snap.phase and snap.phase != shown:
                 shown = snap.phase
@@ -208,39 +247,64 @@ def _sweep(a: argparse.Namespace) -> int:
     temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
     student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, patience=a.patience, seed=a.seed,
                             device=a.device)
-    spec = sweep.SweepSpec(alphas, temperatures, ModelSpec(a.student, a.student_dim), student_train,
-                           not a.no_t2, a.soft_labels)
+    spec = sweep.SweepSpec(alphas, temperatures, _student(a, d), student_train, not a.no_t2, a.soft_labels)
     opts = DataOptions(rating_threshold=a.rating_threshold, kcore=a.kcore)
-    ds = load_dataset(a.data, a.format, opts) if a.data else load_sample(opts)
+    ds = load_dataset(a.data, a.format, opts, no_header=a.no_header) if a.data else load_sample(opts)
     print(f"dataset {ds.name}: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions",
           file=sys.stderr)
     store, runner = RunStore(), JobRunner()
     teacher = a.teacher_run
+    t_spec = (ModelSpec(**store.get(teacher).config["model"]) if teacher is not None
+              else replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers))
+    spec = replace(spec, student=_sized(a, spec.student, t_spec, ds))  # an impossible budget stops before training
     if teacher is None:
-        t_spec = replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers)
         t_train = replace(d.teacher_train, epochs=a.teacher_epochs, seed=a.seed, device=a.device)
-        snap = _wait(runner, runner.submit("teacher", teacher_job(ds, t_spec, t_train, store)))
-        if snap.status != "done":
-            print(f"error: the teacher {snap.status}: {snap.error or 'stopped'}", file=sys.stderr)
-            return 1
-        teacher = snap.result
+        teacher = sweep.find_teacher(store, ds, t_spec, t_train)  # same config, dataset and seed: its cells too
+        if teacher is not None:
+            print(f"reusing stored teacher run {teacher} (same model, training settings, seed, split and "
+                  f"dataset)", file=sys.stderr)
+        else:
+            snap = _wait(runner, runner.submit("teacher", teacher_job(ds, t_spec, t_train, store)))
+            if snap.status != "done":
+                print(f"error: the teacher {snap.status}: {snap.error or 'stopped'}", file=sys.stderr)
+                return 1
+            teacher = snap.result
     job = sweep.sweep_job(ds, teacher, spec, store)  # refuses a missing teacher or one of another dataset
-    print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells in {store.home}", file=sys.stderr)
+    print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells (and as many plain cells) in "
+          f"{store.home}", file=sys.stderr)
     snap = _wait(runner, runner.submit("sweep", job))
     report = sweep.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
     out = Path(a.out)
     out.write_text(json.dumps(_clean(report), indent=2))
-    sweep.grid_frame(store, ds, teacher, spec).to_csv(out.with_suffix(".csv"), index=False)
+    _cells_table(report).to_csv(out.with_suffix(".csv"), index=False)
     if snap.status != "done":
         print(f"error: the sweep {snap.status}: {snap.error or 'stopped'}; the cells that finished are stored "
               f"and the same command resumes the sweep; partial report in {out}", file=sys.stderr)
         return 1
-    best = report["best"]
-    best_text = (f"best cell (validation NDCG@10): alpha {best['alpha']:g}, T {best['temperature']:g}, test NDCG@10 "
-                 f"{best['ndcg@10']:.4f}" if best is not None else "no cell finished")
-    print(f"trained {report['trained']} run(s), reused {report['reused']} stored cell(s), {len(report['failed'])} "
-          f"failed; {best_text}; report in {out} and {out.with_suffix('.csv')}", file=sys.stderr)
+    best, plain = report["best"], report["best_plain"]
+    best_text = (f"best distilled cell: alpha {best['alpha']:g}, T {best['temperature']:g}, test NDCG@10 "
+                 f"{best['ndcg@10']:.4f}" if best is not None else "no distilled cell finished")
+    plain_text = (f"best plain cell: lr {plain['lr']:g}, weight decay {plain['weight_decay']:g}, test NDCG@10 "
+                  f"{plain['ndcg@10']:.4f}" if plain is not None else "no plain cell finished")
+    gain = report["gain_ndcg@10"]
+    print(f"trained {report['trained']} run(s), reused {report['reused']} stored run(s), {len(report['failed'])} "
+          f"failed; {report['budget']}; {best_text}; {plain_text}"
+          + (f"; gain of the best distilled over the best plain cell on test NDCG@10: x{gain:.3f}"
+             if math.isfinite(gain) else "")
+          + f"; report in {out} and {out.with_suffix('.csv')}", file=sys.stderr)
     return 0
+
+
+def _cells_table(report: dict[str, Any]) -> Any:
+    """Every cell of both sides, one row each: side (distilled | plain), its knobs, status, run, numbers."""
+    import pandas as pd
+
+    train = report["train"]
+    kd = pd.DataFrame(report["cells"]).assign(side="distilled", lr=train["lr"], weight_decay=train["weight_decay"])
+    plain = pd.DataFrame(report["plain_cells"]).assign(side="plain")
+    cols = ["side", "alpha", "temperature", "lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10",
+            "hr@10", "final_kl"]
+    return pd.concat([kd, plain], ignore_index=True).reindex(columns=cols)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,18 @@
-"""Alpha x temperature sweeps: one distilled student per grid cell, trained one after another in a
-background job, resumable through the run store.
+"""Sweeps: the distilled student over an alpha x temperature grid and the plain student over as many
+learning-rate x weight-decay cells, trained one after another in a background job, resumable through
+the run store, each side's best cell chosen on validation NDCG@10.
 
-A cell (alpha, T) is the distilled student whose stored config is exactly the one ``distill_job``
-writes for these settings (split, student, training settings, DistillConfig, teacher run). A cell
-whose run is already 'done' is never trained again, so a stopped sweep resumes where it stopped, a
-grown grid trains only its new cells, and a student distilled on the Distill page with the same
-settings counts as a cell. The plain student does not depend on alpha, T or the teacher: it is
-trained once (or reused from the store) and is every cell's baseline.
+Both sides get the same tuning budget (issue #14: two untuned knobs cost the plain student 6% of test
+NDCG@10 on ml-100k), so the gain a sweep reports is that of the best distilled cell over the best plain
+cell, both chosen on validation. The plain cells come from a fixed ladder around the student's own
+settings (``plain_ladder``); their first cell is those settings, the baseline of every distilled cell.
+Plain and distilled cells are trained alternately, so a stopped sweep has spent about as much on either.
+
+A cell is the run whose stored config is exactly the one ``distill_job`` writes for these settings
+(split, student, training settings, DistillConfig or none, teacher run). A cell whose run is already
+'done' is never trained again, so a stopped sweep resumes where it stopped, a grown grid trains only its
+new cells, and a student trained on the Distill page with the same settings counts as a cell.
+``find_teacher`` does the same for the teacher (the CLI trains one only when none identical is stored).
 """
 from __future__ import annotations
 
@@ -14,11 +20,12 @@ import logging
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from distill_core import sizing
 from distill_core.config import DistillConfig, ModelSpec, SplitOptions, TrainConfig
 from distill_core.data.dataset import Dataset, split_dataset
 from distill_core.distill import resolve_device
@@ -28,15 +35,16 @@ from distill_core.jobs import _config, _plain_run, _train_and_record, load_model
 from distill_core.runner import JobContext
 from distill_core.store import RunRecord, RunStore
 from distill_core.trainer import TrainingError
+from distill_core.tuning import MAX_CELLS, plain_ladder
 
 log = logging.getLogger(__name__)
 
-MAX_CELLS = 100  # a larger grid is almost surely a typo (and would run for hours)
 # The values a grid cell reports, with their axis / colour-bar titles.
 METRICS: dict[str, str] = {"val_ndcg@10": "validation NDCG@10, best epoch (0-1)",
                            "ndcg@10": "test NDCG@10 (0-1)", "hr@10": "test HR@10 (0-1)",
                            "final_kl": "KL at the last epoch, before T² (nats)"}
 COLUMNS = ["alpha", "temperature", "status", "run", *METRICS]
+PLAIN_COLUMNS = ["lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10", "hr@10"]
 NOT_TRAINED = "not trained"
 
 
@@ -69,7 +77,8 @@ def parse_grid(values: str | Iterable[float], kind: str, name: str | None = None
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A grid of alphas x temperatures for one student and its training settings."""
+    """A grid of alphas x temperatures for one student and its training settings; the plain student
+    gets as many cells over learning rate x weight decay (``plain_ladder`` around ``train``)."""
 
     alphas: tuple[float, ...]
     temperatures: tuple[float, ...]
@@ -81,19 +90,38 @@ class SweepSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "alphas", parse_grid(self.alphas, "alpha"))
         object.__setattr__(self, "temperatures", parse_grid(self.temperatures, "temperature"))
-        n = len(self.alphas) * len(self.temperatures)
-        if n > MAX_CELLS:
-            raise ConfigError(f"the grid has {n} cells ({len(self.alphas)} alphas x {len(self.temperatures)} "
-                              f"temperatures); at most {MAX_CELLS} are allowed")
+        if self.n_cells > MAX_CELLS:
+            raise ConfigError(f"the grid has {self.n_cells} cells ({len(self.alphas)} alphas x "
+                              f"{len(self.temperatures)} temperatures); at most {MAX_CELLS} are allowed")
         DistillConfig(soft_labels=self.soft_labels)  # the usual message for a bad mode
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.alphas) * len(self.temperatures)
 
     def cells(self) -> list[DistillConfig]:
         """One DistillConfig per cell, alpha-major."""
         return [DistillConfig(a, t, self.t_squared, self.soft_labels) for a in self.alphas for t in self.temperatures]
 
+    def plain_cells(self) -> list[TrainConfig]:
+        """The plain student's training settings, one per cell (as many as distilled cells); the first
+        is ``train`` itself."""
+        return [replace(self.train, lr=lr, weight_decay=wd)
+                for lr, wd in plain_ladder(self.n_cells, self.train.lr, self.train.weight_decay)]
+
+    def budget(self) -> str:
+        """What each side's settings were chosen from, in one sentence."""
+        cells = f"{self.n_cells} cell{'s' if self.n_cells > 1 else ''}"
+        return (f"distilled: {cells} over alpha × T; plain: {cells} over learning rate × weight decay; "
+                f"both chosen on validation NDCG@10")
+
 
 def cell_label(alpha: float, temperature: float) -> str:
     return f"alpha {alpha:g} · T {temperature:g}"
+
+
+def plain_label(lr: float, weight_decay: float) -> str:
+    return f"plain · lr {lr:g} · wd {weight_decay:g}"
 
 
 def teacher_split(store: RunStore, teacher_run: str, ds: Dataset) -> SplitOptions:
@@ -107,18 +135,34 @@ def teacher_split(store: RunStore, teacher_run: str, ds: Dataset) -> SplitOption
     return SplitOptions(**rec.config["split"])
 
 
+def find_teacher(store: RunStore, ds: Dataset, spec: ModelSpec, train: TrainConfig,
+                 split: SplitOptions = SplitOptions()) -> str | None:
+    """The newest finished teacher stored with exactly this model, training settings (seed included) and
+    split on this dataset (its fingerprint covers the interactions and the data options), whose weight
+    file is there; else None."""
+    config = _config(split, spec, train, None)
+    for rec in store.runs(dataset=ds.fingerprint, kind="teacher", status="done"):
+        path = store.weights_path(rec.id) if rec.config == config else None
+        if path is not None and path.is_file():
+            log.info("reusing stored teacher run %s", rec.id)
+            return rec.id
+    return None
+
+
 def cell_config(split: SplitOptions, spec: SweepSpec, distill: DistillConfig, teacher_run: str) -> dict[str, Any]:
     """The config a cell's run is stored with: the one distill_job writes for the same settings."""
     return _config(split, spec.student, spec.train, distill) | {"teacher": teacher_run}
 
 
-def plain_config(split: SplitOptions, spec: SweepSpec) -> dict[str, Any]:
-    return _config(split, spec.student, spec.train, None)
+def plain_config(split: SplitOptions, spec: SweepSpec, train: TrainConfig | None = None) -> dict[str, Any]:
+    """The config of a plain cell (``train``; default: the sweep's own settings, the first cell)."""
+    return _config(split, spec.student, train or spec.train, None)
 
 
-def _cell_runs(store: RunStore, ds: Dataset, configs: list[dict[str, Any]]) -> list[tuple[RunRecord | None, RunRecord | None]]:
+def _cell_runs(store: RunStore, ds: Dataset, configs: list[dict[str, Any]],
+               kind: str = "student_kd") -> list[tuple[RunRecord | None, RunRecord | None]]:
     """For each config: its newest finished run with weights, and its newest run of any status."""
-    recs = store.runs(dataset=ds.fingerprint, kind="student_kd")  # one query, newest first
+    recs = store.runs(dataset=ds.fingerprint, kind=kind)  # one query, newest first
     out = []
     for cfg in configs:
         same = [r for r in recs if r.config == cfg]
@@ -126,53 +170,71 @@ def _cell_runs(store: RunStore, ds: Dataset, configs: list[dict[str, Any]]) -> l
     return out
 
 
-def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -> Any:
-    """A job function training every cell of ``spec`` not yet done in the store, one after another,
-    after the plain student (when it is not stored yet). Stop it between or during cells; a cell stopped
-    mid-training is stored as cancelled and trained again by the next sweep.
+@dataclass(frozen=True)
+class _Step:
+    role: str  # student_plain | student_kd
+    label: str
+    train: TrainConfig
+    config: dict[str, Any]
+    distill: DistillConfig | None = None
 
-    Its result is ``{"student_plain": id, "trained": [ids], "reused": [ids], "failed": {cell: message}}``.
+
+def _steps(store: RunStore, ds: Dataset, split: SplitOptions, spec: SweepSpec,
+           teacher_run: str) -> list[tuple[_Step, RunRecord | None]]:
+    """Every cell with its stored finished run (or None), plain and distilled alternately: plain 1,
+    distilled 1, plain 2, ..."""
+    plain = [_Step("student_plain", plain_label(t.lr, t.weight_decay), t, plain_config(split, spec, t))
+             for t in spec.plain_cells()]
+    kd = [_Step("student_kd", cell_label(d.alpha, d.temperature), spec.train,
+                cell_config(split, spec, d, teacher_run), d) for d in spec.cells()]
+    found = [[done for done, _ in _cell_runs(store, ds, [s.config for s in side], side[0].role)]
+             for side in (plain, kd)]
+    return [pair for p, k in zip(zip(plain, found[0]), zip(kd, found[1])) for pair in (p, k)]
+
+
+def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -> Any:
+    """A job function training every cell of ``spec``, distilled and plain, not yet done in the store,
+    plain and distilled alternately. Stop it between or during cells; a cell stopped mid-training is
+    stored as cancelled and trained again by the next sweep.
+
+    Its result is ``{"student_plain": id of the plain cell with the sweep's own settings, "trained": [ids],
+    "reused": [ids], "failed": {cell: message}}``, ids of both kinds.
     """
     split_opts = teacher_split(store, teacher_run, ds)
     resolve_device(spec.train.device)  # refuse an impossible device before the job starts
 
     def fn(ctx: JobContext) -> dict[str, Any]:
-        cells = spec.cells()
-        configs = [cell_config(split_opts, spec, d, teacher_run) for d in cells]
-        found = _cell_runs(store, ds, configs)
-        todo = [(d, cfg) for d, cfg, (done, _) in zip(cells, configs, found) if done is None]
-        out: dict[str, Any] = {"student_plain": None, "trained": [], "failed": {},
-                               "reused": [done.id for done, _ in found if done is not None]}
-        log.info("sweep of %d cells: %d stored, %d to train", len(cells), len(out["reused"]), len(todo))
-        split = split_dataset(ds, split_opts)
-        p_cfg = plain_config(split_opts, spec)
-        plain = _plain_run(store, ds, p_cfg)
-        n = len(todo) + (plain is None)
-        if plain is None:
-            ctx.set_phase("student_plain", 0, n)
-            plain = _train_and_record(ctx, store, ds, split, "student_plain", spec.student, spec.train, p_cfg)
-            out["trained"].append(plain)
-        ctx.add_run("student_plain", plain)
-        out["student_plain"] = plain
-        teacher = load_model(store, teacher_run, ds) if todo else None
-        for i, (d, cfg) in enumerate(todo, start=n - len(todo)):
+        steps = _steps(store, ds, split_opts, spec, teacher_run)
+        todo = [s for s, done in steps if done is None]
+        out: dict[str, Any] = {"student_plain": steps[0][1].id if steps[0][1] else None, "trained": [],
+                               "failed": {}, "reused": [done.id for _, done in steps if done is not None]}
+        log.info("sweep of %d distilled and %d plain cells: %d stored, %d to train", spec.n_cells, spec.n_cells,
+                 len(out["reused"]), len(todo))
+        split = split_dataset(ds, split_opts) if todo else None
+        teacher = load_model(store, teacher_run, ds) if any(s.distill for s in todo) else None
+        for i, s in enumerate(todo):
             if ctx.cancelled:
                 break
-            label = cell_label(d.alpha, d.temperature)
-            done, _ = _cell_runs(store, ds, [cfg])[0]
-            if done is not None:  # finished meanwhile by another sweep (e.g. from another session)
-                out["reused"].append(done.id)
-                continue
-            ctx.set_phase(label, i, n)  # the progress bar names the cell
-            try:
-                rid = _train_and_record(ctx, store, ds, split, "student_kd", spec.student, spec.train, cfg,
-                                        teacher=teacher, distill=d, parent=teacher_run)
-            except TrainingError as e:  # e.g. a NaN loss at one T: recorded as failed, the others go on
-                log.warning("sweep cell %s failed: %s", label, e)
-                out["failed"][label] = str(e)
-                continue
-            ctx.add_run(label, rid)
-            out["trained"].append(rid)
+            stored, _ = _cell_runs(store, ds, [s.config], s.role)[0]
+            if stored is not None:  # finished meanwhile by another sweep (e.g. from another session)
+                out["reused"].append(stored.id)
+                rid = stored.id
+            else:
+                ctx.set_phase(s.label, i, len(todo))  # the progress bar names the cell
+                try:
+                    rid = _train_and_record(ctx, store, ds, split, s.role, spec.student, s.train, s.config,
+                                            teacher=teacher if s.distill else None, distill=s.distill,
+                                            parent=teacher_run if s.distill else None)
+                except TrainingError as e:  # e.g. a NaN loss at one T: recorded as failed, the others go on
+                    log.warning("sweep cell %s failed: %s", s.label, e)
+                    out["failed"][s.label] = str(e)
+                    continue
+                ctx.add_run(s.label, rid)
+                out["trained"].append(rid)
+            if s is steps[0][0]:
+                out["student_plain"] = rid
+        if out["student_plain"] is not None:
+            ctx.add_run("student_plain", out["student_plain"])  # every cell's twin: the sweep's own settings
         return out
     return fn
 
@@ -186,28 +248,60 @@ def grid_frame(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) 
     found = _cell_runs(store, ds, [cell_config(split_opts, spec, d, teacher_run) for d in cells])
     rows = []
     for d, (done, latest) in zip(cells, found):
-        row: dict[str, Any] = {"alpha": d.alpha, "temperature": d.temperature, "run": None,
-                               "status": latest.status if latest is not None else NOT_TRAINED}
-        row.update({m: math.nan for m in METRICS})
+        row = {"alpha": d.alpha, "temperature": d.temperature, **_numbers(done, latest)}
         if done is not None:
-            val = best_val_ndcg(done)
-            row.update(status="done", run=done.id, **{
-                "val_ndcg@10": val if val is not None else math.nan,
-                "ndcg@10": done.metrics.get("ndcg@10", math.nan), "hr@10": done.metrics.get("hr@10", math.nan),
-                "final_kl": done.history[-1].get("kl", math.nan) if done.history else math.nan})
+            row["final_kl"] = done.history[-1].get("kl", math.nan) if done.history else math.nan
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS).astype({m: "float64" for m in METRICS})
 
 
+def plain_frame(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) -> pd.DataFrame:
+    """One row per plain cell (ladder order: the sweep's own settings first): lr, weight_decay, status,
+    run, best validation NDCG@10, test NDCG@10 and HR@10 (NaN where the cell has no finished run)."""
+    split_opts = teacher_split(store, teacher_run, ds)
+    cells = spec.plain_cells()
+    found = _cell_runs(store, ds, [plain_config(split_opts, spec, t) for t in cells], "student_plain")
+    rows = [{"lr": t.lr, "weight_decay": t.weight_decay, **_numbers(done, latest)}
+            for t, (done, latest) in zip(cells, found)]
+    return pd.DataFrame(rows, columns=PLAIN_COLUMNS).astype({m: "float64" for m in PLAIN_COLUMNS[4:]})
+
+
+def _numbers(done: RunRecord | None, latest: RunRecord | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"status": latest.status if latest is not None else NOT_TRAINED, "run": None}
+    row.update({m: math.nan for m in METRICS})
+    if done is not None:
+        val = best_val_ndcg(done)
+        row.update(status="done", run=done.id, **{
+            "val_ndcg@10": val if val is not None else math.nan,
+            "ndcg@10": done.metrics.get("ndcg@10", math.nan), "hr@10": done.metrics.get("hr@10", math.nan)})
+    return row
+
+
 def best_cell(grid: pd.DataFrame) -> dict[str, Any] | None:
-    """The finished cell with the highest validation NDCG@10 (chosen on validation, never on test;
-    ties go to the first cell, alpha-major), or None."""
+    """The finished cell (of ``grid_frame`` or ``plain_frame``) with the highest validation NDCG@10
+    (chosen on validation, never on test; ties go to the first row), or None."""
     done = grid.dropna(subset=["val_ndcg@10"])
     return None if done.empty else done.loc[done["val_ndcg@10"].idxmax()].to_dict()
 
 
+def to_train(grid: pd.DataFrame, plain: pd.DataFrame) -> int:
+    """How many cells of either side have no finished run yet."""
+    return int((grid["status"] != "done").sum() + (plain["status"] != "done").sum())
+
+
+def comparison(grid: pd.DataFrame, plain: pd.DataFrame) -> dict[str, Any]:
+    """Each side's best cell by validation NDCG@10, how many of its cells finished, and the gain of the
+    distilled one over the plain one on test (``gain_ndcg@10``: the ratio of their test NDCG@10, as in
+    ``run``'s report; NaN until both sides have a finished cell)."""
+    kd, pl = best_cell(grid), best_cell(plain)
+    gain = kd["ndcg@10"] / pl["ndcg@10"] if kd and pl and pl["ndcg@10"] else math.nan
+    return {"best": kd, "best_plain": pl, "gain_ndcg@10": gain,
+            "finished": {"distilled": int((grid["status"] == "done").sum()),
+                         "plain": int((plain["status"] == "done").sum()), "of": len(grid)}}
+
+
 def plain_record(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) -> RunRecord | None:
-    """The stored plain student of this sweep's settings (the baseline of every cell), if any."""
+    """The stored plain student with the sweep's own settings (the first plain cell), if any."""
     rid = _plain_run(store, ds, plain_config(teacher_split(store, teacher_run, ds), spec))
     return store.get(rid) if rid is not None else None
 
@@ -222,15 +316,19 @@ def _summary(rec: RunRecord | None) -> dict[str, Any] | None:
 
 def sweep_report(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec,
                  result: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report of ``python -m distill_core sweep``: settings, teacher, plain baseline, every
-    cell, the best cell by validation NDCG@10, and (given the job's result) what was trained or reused."""
-    grid = grid_frame(store, ds, teacher_run, spec)
+    """The JSON report of ``python -m distill_core sweep``: settings, teacher, the student's share of its
+    parameters, both sides' budgets, every distilled and plain cell, each side's best cell by
+    validation NDCG@10 and the gain between them, and (given the job's result) what was trained or reused."""
+    grid, plain = grid_frame(store, ds, teacher_run, spec), plain_frame(store, ds, teacher_run, spec)
+    teacher = store.get(teacher_run)
     out = {"dataset": {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions},
            "alphas": list(spec.alphas), "temperatures": list(spec.temperatures), "student": asdict(spec.student),
            "train": asdict(spec.train), "t_squared": spec.t_squared, "soft_labels": spec.soft_labels,
-           "teacher": _summary(store.get(teacher_run)),
-           "student_plain": _summary(plain_record(store, ds, teacher_run, spec)),
-           "cells": grid.to_dict("records"), "best": best_cell(grid)}
+           "teacher": _summary(teacher),
+           "param_ratio": sizing.param_ratio(spec.student, ModelSpec(**teacher.config["model"]), ds.n_users,
+                                             ds.n_items),
+           "budget": spec.budget(), "student_plain": _summary(plain_record(store, ds, teacher_run, spec)),
+           "cells": grid.to_dict("records"), "plain_cells": plain.to_dict("records"), **comparison(grid, plain)}
     if result is not None:
         out.update(trained=len(result["trained"]), reused=len(result["reused"]), failed=result["failed"])
     return out

@@ -133,6 +133,16 @@ def test_data_page_loads_uploads_and_folders_and_keeps_the_dataset_on_errors(tin
     assert metrics(at)["Users"] == "1,000"
 
 
+def test_data_page_says_where_each_users_order_comes_from():
+    at = open_page("app_pages/data.py")
+    assert caption(at, "Order within each user") == "Order within each user: by timestamp (ties keep file order)"
+    lines = "".join(f"{u} {i}\n" for u in range(1, 6) for i in range(1, 8))  # SASRec layout: no header, no time
+    at.file_uploader(key="data_upload").set_value(("ml-1m.txt", lines.encode(), "text/plain")).run()
+    assert not at.error and metrics(at)["Interactions"] == "35"
+    assert "**sequences**" in caption(at, "Format detected")
+    assert caption(at, "Order within each user") == "Order within each user: by file order (no timestamps)"
+
+
 # ----------------------------------------------------------------------------- teacher
 def test_teacher_trains_live_and_reports_what_it_reached():
     at = train_teacher().run()
@@ -249,6 +259,37 @@ def test_distill_page_advises_on_a_sequential_teacher_and_an_mf_student():
     assert len(advice) == 1 and "refreshed" in advice[0] and "Sweep page" in advice[0]
     at.selectbox(key="distill_family").set_value("sasrec").run()  # same family: per-step, no advice
     assert not at.exception and not any("cross-family" in c.value for c in at.main.caption)
+
+
+def test_distill_page_size_budget_picks_the_largest_dim_within_the_share_and_shows_the_share():
+    from distill_core import ModelSpec
+    from distill_core.models import MF
+
+    run_until(train_teacher(epochs=1).run(), lambda a: "NDCG@10 (test)" in metrics(a), what="the teacher")
+    teacher = state.store().runs(kind="teacher")[0]
+    users, items = 1000, 1800  # the sample
+    t_params = MF(ModelSpec(**teacher.config["model"]), users, items).n_params()
+    at = open_page("app_pages/distill.py")
+    six = MF(ModelSpec("mf", 6), users, items).n_params()
+    assert caption(at, "Student size:").startswith(f"Student size: mf dim 6: {six:,} parameters, "
+                                                   f"{six / t_params:.3f} of the teacher's {t_params:,}")
+    at.toggle(key="distill_budget").set_value(True).run()
+    at.number_input(key="distill_ratio").set_value(0.05).run()
+    dim = max(d for d in range(1, 65) if MF(ModelSpec("mf", d), users, items).n_params() <= 0.05 * t_params)
+    n = MF(ModelSpec("mf", dim), users, items).n_params()
+    assert not at.exception and not at.error and dim != 6
+    assert caption(at, "Student size:") == (f"Student size: mf dim {dim}: {n:,} parameters, {n / t_params:.3f} of "
+                                            f"the teacher's {t_params:,} on this dataset (1,000 users, 1,800 items), "
+                                            f"the largest mf student within 0.05 of the teacher.")
+    at.number_input(key="distill_epochs").set_value(1)
+    at.number_input(key="distill_patience").set_value(1)
+    at.button(key="distill_train").click().run()
+    run_until(at, lambda a: "What the students reached (test split)" in subheaders(a), what="the students")
+    assert {r.config["model"]["dim"] for r in state.store().runs() if r.kind != "teacher"} == {dim}
+
+    at.number_input(key="distill_ratio").set_value(0.001).run()  # below even dim 1
+    assert "even the smallest mf student (dim 1)" in at.error[0].value
+    assert not at.get("button") or all(b.key != "distill_train" for b in at.button)
 
 
 # ----------------------------------------------------------------------------- overview

@@ -2,6 +2,7 @@
 so cells fill in as the background sweep stores them)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -84,38 +85,51 @@ def _on_chart_select() -> None:
         st.session_state[_RERUN] = True  # the chart sits in a fragment: the page's other parts follow after
 
 
-def _summary(grid: pd.DataFrame, plain: Any) -> None:
-    best = sweep.best_cell(grid)
-    n_done = int((grid["status"] == "done").sum())
-    base = plain.metrics.get("ndcg@10") if plain is not None else None
+def _summary(grid: pd.DataFrame, plain: pd.DataFrame, budget: str) -> None:
+    cmp = sweep.comparison(grid, plain)
+    best, base, done = cmp["best"], cmp["best_plain"], cmp["finished"]
     c = st.columns(4)
-    c[0].metric("Cells finished", f"{n_done} / {len(grid)}",
-                help="Cells with a finished distilled student stored for these settings.")
+    c[0].metric("Cells finished", f"{done['distilled']} / {len(grid)}",
+                help="Cells with a finished distilled student stored for these settings (the plain cells are "
+                     "counted below the metrics).")
     c[1].metric("Best cell", f"alpha {best['alpha']:g}, T {best['temperature']:g}" if best else "–",
                 help="The finished cell with the highest validation NDCG@10 (chosen on validation, not on test). "
                      "Starred in the heatmap.")
     c[2].metric("Best cell: test NDCG@10", f"{best['ndcg@10']:.4f}" if best else "–",
-                delta=f"{best['ndcg@10'] - base:+.4f} vs plain" if best and base is not None else None,
-                help="Test NDCG@10 of the best cell, and its difference from the plain student's (same student "
-                     "trained without the teacher).")
-    c[3].metric("Plain student: test NDCG@10", f"{base:.4f}" if base is not None else "–",
-                help="The baseline of every cell: the same student and settings, trained without distillation "
-                     "(trained once per sweep settings, then reused).")
+                delta=f"{best['ndcg@10'] - base['ndcg@10']:+.4f} vs tuned plain" if best and base else None,
+                help="Test NDCG@10 of the best cell, and its difference from the tuned plain student's (the same "
+                     "student trained without the teacher, its learning rate and weight decay chosen on "
+                     "validation over as many cells).")
+    c[3].metric("Tuned plain student: test NDCG@10", f"{base['ndcg@10']:.4f}" if base else "–",
+                help="The baseline: the plain cell (learning rate × weight decay) with the highest validation "
+                     "NDCG@10, tuned with the same number of cells as the distilled student.")
+    gain = cmp["gain_ndcg@10"]
+    st.caption(f"Tuning budget: {budget}; {done['plain']} of {done['of']} plain cells finished"
+               + (f"; the tuned plain student has lr {base['lr']:g} and weight decay {base['weight_decay']:g}"
+                  if base else "")
+               + (f"; gain of the best distilled cell over it on test NDCG@10: x{gain:.3f}" if math.isfinite(gain) else "")
+               + ".")
 
 
 def body(ds: Dataset, teacher: str, spec: sweep.SweepSpec, metric: str) -> Callable[[ProgressSnapshot | None], None]:
-    """The live section: the sweep's progress (when there is a job), a summary, the heatmap, the table."""
+    """The live section: the sweep's progress (when there is a job), a summary, the heatmap, both tables."""
     def draw(snap: ProgressSnapshot | None) -> None:
         if snap is not None:
             live.progress(snap)
         grid = sweep.grid_frame(state.store(), ds, teacher, spec)
-        _summary(grid, sweep.plain_record(state.store(), ds, teacher, spec))
+        plain = sweep.plain_frame(state.store(), ds, teacher, spec)
+        _summary(grid, plain, spec.budget())
         st.plotly_chart(heatmap(grid, metric, sweep.best_cell(grid), state.selected_student()), key=HEATMAP_KEY,
                         on_select=_on_chart_select, selection_mode="points")
         if st.session_state.pop(_RERUN, False):
             st.rerun()  # a full run, so the cell picker below shows the clicked cell
-        st.dataframe(grid, hide_index=True, key="sweep_table",
-                     column_config={m: st.column_config.NumberColumn(SHORT[m], format="%.4f") for m in sweep.METRICS})
+        numbers = {m: st.column_config.NumberColumn(SHORT[m], format="%.4f") for m in sweep.METRICS}
+        st.dataframe(grid, hide_index=True, key="sweep_table", column_config=numbers)
+        st.caption("The plain cells: the same student without the teacher, over learning rate × weight decay.")
+        st.dataframe(plain, hide_index=True, key="sweep_plain_table",
+                     column_config={m: c for m, c in numbers.items() if m in plain.columns}
+                     | {"lr": st.column_config.NumberColumn("learning rate", format="%g"),
+                        "weight_decay": st.column_config.NumberColumn("weight decay", format="%g")})
     return draw
 
 
