@@ -3,18 +3,14 @@ to its legacy multipage mode, which runs a page without this file), and the side
 import streamlit as st
 
 from ui import sidebar
+from ui.widgets import APP_ICON, PAGE_ICONS
 
-st.set_page_config(page_title="RecDistill", page_icon="🧪", layout="wide")
-page = st.navigation([
-    st.Page("app_pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("app_pages/data.py", title="Data", icon="🗂️"),
-    st.Page("app_pages/teacher.py", title="Teacher", icon="🎓"),
-    st.Page("app_pages/distill.py", title="Distill", icon="⚗️"),
-    st.Page("app_pages/recommendations.py", title="Recommendations", icon="📋"),
-    st.Page("app_pages/compare.py", title="Compare sizes", icon="📏"),
-    st.Page("app_pages/sweep.py", title="Alpha × T sweep", icon="🧭"),
-    st.Page("app_pages/loss_lab.py", title="Loss lab", icon="🧮"),
-    st.Page("app_pages/history.py", title="Run history", icon="🗃️"),
-])
+st.set_page_config(page_title="RecDistill", page_icon=APP_ICON, layout="wide")
+PAGES = {"app_pages/overview.py": "Overview", "app_pages/data.py": "Data", "app_pages/teacher.py": "Teacher",
+         "app_pages/distill.py": "Distill", "app_pages/recommendations.py": "Recommendations",
+         "app_pages/compare.py": "Compare sizes", "app_pages/sweep.py": "Alpha × T sweep",
+         "app_pages/loss_lab.py": "Loss lab", "app_pages/history.py": "Run history"}
+page = st.navigation([st.Page(path, title=title, icon=PAGE_ICONS[path], default=i == 0)
+                      for i, (path, title) in enumerate(PAGES.items())])
 sidebar.render()
 page.run()

@@ -1,7 +1,9 @@
 """Compare: every stored model of the active dataset by size, speed and quality; train a size ladder."""
 import streamlit as st
 
-from distill_core import STUDENT_FAMILIES, DistillConfig, ModelSpec, RunConfig, TrainConfig, compare, ladder_job
+from distill_core import DistillConfig, ModelSpec, RunConfig, TrainConfig, compare
+from distill_core.config import STUDENT_FAMILIES
+from distill_core.jobs import ladder_job
 from ui import charts, live, state, widgets
 
 ds = state.active_dataset()
@@ -17,8 +19,8 @@ teachers = state.teachers(ds)
 if not teachers:
     st.info(f"There is no model on **{ds.name}** yet. Run the demo on the Overview page, or train a teacher, "
             "then come back to distil a ladder of student sizes here.")
-    st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
-    st.page_link("app_pages/teacher.py", label="Train a teacher", icon="🎓")
+    widgets.page_link("app_pages/overview.py", "Run the demo")
+    widgets.page_link("app_pages/teacher.py", "Train a teacher")
     st.stop()
 
 teacher = widgets.run_picker("Reference teacher", teachers, "compare_teacher",
@@ -62,7 +64,10 @@ def body(_snap=None) -> None:  # redrawn while the ladder trains, so the chart f
                           key="compare_csv", help="Every column of every shown model, including run ids and config.")
 
 
-live.show(job, body) if job is not None else body()
+if job is not None:  # a statement, not `a if c else b`: Streamlit's magic would print that expression's None
+    live.show(job, body)
+else:
+    body()
 
 st.subheader("Train a size ladder")
 st.caption("One click distils a student of each size from the reference teacher, each beside its plain twin, one "

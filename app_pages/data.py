@@ -1,7 +1,7 @@
 """Data: the bundled sample by default; upload a file or load a folder; counts, charts, split, preview."""
 import streamlit as st
 
-from distill_core import inspect
+from distill_core import views
 from ui import charts, state
 
 ORDER_NOTES = {"timestamps": "by timestamp (ties keep file order)", "file order": "by file order (no timestamps)"}
@@ -33,7 +33,7 @@ error = state.take_data_error()
 if error:
     st.error(f"{error}\n\nThe dataset '{ds.name}' stays active.")
 
-stats = inspect.dataset_stats(ds)
+stats = views.dataset_stats(ds)
 st.subheader(f"Active dataset: {ds.name}")
 st.caption(f"Format detected: **{ds.format}** · source: {ds.source} · fingerprint {ds.fingerprint}")
 st.caption(f"Order within each user: {ORDER_NOTES[ds.order_source]}")
@@ -42,17 +42,17 @@ c[0].metric("Users", f"{ds.n_users:,}", help="Distinct users after removing dupl
 c[1].metric("Items", f"{ds.n_items:,}", help="Distinct items with at least one interaction.")
 c[2].metric("Interactions", f"{ds.n_interactions:,}", help="Distinct (user, item) pairs.")
 c[3].metric("Density", f"{ds.density:.2%}", help="Interactions / (users × items).")
-st.caption(f"The most popular {inspect.HEAD_SHARE:.0%} of items hold {stats['head_share']:.0%} of all interactions; "
+st.caption(f"The most popular {views.HEAD_SHARE:.0%} of items hold {stats['head_share']:.0%} of all interactions; "
            f"users have {stats['min_user_interactions']}-{stats['max_user_interactions']} interactions "
            f"(median {stats['median_user_interactions']:.0f}).")
 
 c = st.columns(2)
-c[0].plotly_chart(charts.long_tail(inspect.item_popularity(ds)), key="data_long_tail")
-c[1].plotly_chart(charts.user_activity(inspect.user_activity(ds)), key="data_activity")
+c[0].plotly_chart(charts.long_tail(views.item_popularity(ds)), key="data_long_tail")
+c[1].plotly_chart(charts.user_activity(views.user_activity(ds)), key="data_activity")
 
 st.subheader("Split")
-st.dataframe(inspect.split_sizes(state.split(ds)), hide_index=True, key="data_split")
+st.dataframe(views.split_sizes(state.split(ds)), hide_index=True, key="data_split")
 st.caption("Temporal leave-one-out per user; users with fewer than 3 interactions stay in training only.")
 
 st.subheader("Preview")
-st.dataframe(inspect.preview(ds, 50), hide_index=True, key="data_preview")
+st.dataframe(views.preview(ds, 50), hide_index=True, key="data_preview")

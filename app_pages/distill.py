@@ -1,8 +1,10 @@
 """Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
 import streamlit as st
 
-from distill_core import (STUDENT_FAMILIES, SOFT_LABEL_MODES, ConfigError, DistillConfig, ModelSpec, TrainConfig,
-                          distill_job, inspect, sizing)
+from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, sizing, views
+from distill_core.config import SOFT_LABEL_MODES, STUDENT_FAMILIES
+from distill_core.jobs import distill_job
+from distill_core.runs import distillations, run_label
 from ui import charts, live, state, widgets
 
 SEQUENCE_TEACHERS = ("sasrec", "text")  # teachers whose output depends on the order of a user's items
@@ -106,7 +108,7 @@ live.show(job, live.distill_body(state.job_teacher(job)))
 
 results = state.job_runs(snap, teacher=state.job_info(job).teacher) if snap is not None and not snap.active else {}
 if len(results) == 3:
-    table = inspect.runs_table(results)
+    table = views.runs_table(results)
     st.subheader("What the students reached (test split)")
     st.dataframe(table, hide_index=True, key="distill_results")
     st.plotly_chart(charts.compare(table), key="distill_compare")
@@ -116,7 +118,7 @@ st.caption("One user's distribution over the next item at the T chosen above, fo
            "distilled from it (the run selected on the Sweep page, else the newest), over the items each ranks "
            "highest. Soft labels are what the student learns from; move T to see how it flattens or sharpens them "
            "(nothing is retrained).")
-pairs = inspect.distillations(state.store(), ds.fingerprint, teacher.id)
+pairs = distillations(state.store(), ds.fingerprint, teacher.id)
 split = state.split(ds, teacher.config["split"])
 c = st.columns([3, 2])
 with c[0]:
@@ -129,8 +131,8 @@ if not pairs:
     st.caption("No student has been distilled from this teacher yet: only the teacher is shown.")
 pair = next((p for p in pairs if p.student_kd.id == state.selected_student()), pairs[0] if pairs else None)
 if pair is not None:
-    st.caption(f"Distilled student shown: {inspect.run_label(pair.student_kd)}")
-view = inspect.soft_label_view(state.models_of(ds, teacher, pair), ds, split, user,
-                               temperature, top_n)
+    st.caption(f"Distilled student shown: {run_label(pair.student_kd)}")
+view = views.soft_label_view(state.models_of(ds, teacher, pair), ds, split, user,
+                             temperature, top_n)
 st.plotly_chart(charts.soft_labels(view), key="distill_soft")
 widgets.entropy_metrics(view)

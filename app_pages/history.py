@@ -2,8 +2,9 @@
 deletion and export for deployment."""
 import streamlit as st
 
-from distill_core import history, inspect
-from ui import run_history, state
+from distill_core import history
+from distill_core.runs import ROLE_LABELS, run_label
+from ui import run_history, state, widgets
 
 ds = state.active_dataset()
 store = state.store()
@@ -18,8 +19,8 @@ runs = store.runs()
 if not runs:
     st.info("The run store is empty. Train a teacher on the Teacher page, or run the demo on the Overview page: "
             "every run is listed here as soon as it starts.")
-    st.page_link("app_pages/teacher.py", label="Train a teacher", icon="🎓")
-    st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
+    widgets.page_link("app_pages/teacher.py", "Train a teacher")
+    widgets.page_link("app_pages/overview.py", "Run the demo")
     st.stop()
 
 datasets = history.dataset_options(runs)
@@ -27,7 +28,7 @@ c = st.columns([2, 2, 2, 3])
 f_ds = c[0].multiselect("Dataset", list(datasets), format_func=datasets.get, key="history_f_dataset",
                         placeholder="all", help="Datasets the runs were trained on (name and fingerprint). "
                                                 "Empty: all.")
-f_kind = c[1].multiselect("Kind", history.KINDS, format_func=inspect.ROLE_LABELS.get, key="history_f_kind",
+f_kind = c[1].multiselect("Kind", history.KINDS, format_func=ROLE_LABELS.get, key="history_f_kind",
                           placeholder="all", help="Teacher, distilled student or plain student. Empty: all.")
 f_status = c[2].multiselect("Status", history.STATUSES, key="history_f_status", placeholder="all",
                             help="done, running, failed, cancelled (stopped), interrupted (the app ended during "
@@ -71,11 +72,11 @@ if not shown:
     st.stop()
 if st.session_state.get("history_run") not in {r.id for r in shown}:
     st.session_state.pop("history_run", None)  # filtered out or deleted: fall back to the newest shown
-rid = st.selectbox("Run", [r.id for r in shown], format_func=lambda i: inspect.run_label(by_id[i]),
+rid = st.selectbox("Run", [r.id for r in shown], format_func=lambda i: run_label(by_id[i]),
                    key="history_run", help="The run to download, delete or export (the filtered runs).")
 rec = by_id[rid]
 teacher = f", distilled from {rec.parent}" + ("" if rec.parent in by_id else " (deleted)") if rec.parent else ""
-st.caption(f"{inspect.ROLE_LABELS.get(rec.kind, rec.kind)} on {history.dataset_label(rec)}{teacher}; "
+st.caption(f"{ROLE_LABELS.get(rec.kind, rec.kind)} on {history.dataset_label(rec)}{teacher}; "
            f"status {rec.status}." + (f" Error: {rec.error}" if rec.error else ""))
 with st.expander("Stored config, metrics and info"):
     st.json(history.run_bundle(rec) | {"history": f"{len(rec.history)} epochs (in the JSON download)"})

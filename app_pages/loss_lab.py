@@ -2,10 +2,10 @@
 import plotly.express as px
 import streamlit as st
 
-from distill_core import (ConfigError, grad_norms, loglog_slope, loss_lab, parse_vector, per_class_frame,
-                          softened_frame)
+from distill_core import ConfigError
 from distill_core.losslab import (GRAD_PLAIN, GRAD_SCALED, LOGITS, PROBABILITIES, TEXTBOOK_ALPHA, TEXTBOOK_P,
-                                  TEXTBOOK_Q)
+                                  TEXTBOOK_Q, grad_norms, loglog_slope, loss_lab, parse_vector, per_class_frame,
+                                  softened_frame)
 
 
 TEXTBOOK = {"loss_lab_mode": PROBABILITIES, "loss_lab_p": ", ".join(map(str, TEXTBOOK_P)),

@@ -1,8 +1,9 @@
 """Overview: what RecDistill does, the one-click demo with live progress, and the way to the other pages."""
 import streamlit as st
 
-from distill_core import demo_job, inspect
-from ui import charts, live, state
+from distill_core import sizing, views
+from distill_core.jobs import demo_job
+from ui import charts, live, state, widgets
 
 ds = state.active_dataset()
 job = state.current_job("demo", ds)
@@ -10,6 +11,7 @@ snap = state.snapshot(job)
 running = snap is not None and snap.active
 
 _t, _s = state.DEMO.teacher, state.DEMO.student
+share = sizing.param_ratio(_s, _t, ds.n_users, ds.n_items)  # on this dataset: the same dims differ elsewhere
 st.title("RecDistill")
 st.markdown(
     "Knowledge distillation for recommender systems. A large **teacher** learns which item each user "
@@ -18,12 +20,12 @@ st.markdown(
     "The same student is also trained **without** the teacher, so you see what distillation adds.")
 st.markdown(
     f"**Run the demo** trains the default teacher ({_t.family}, dim {_t.dim}, {_t.layers} layers: it reads each "
-    f"user's recent items), then distils a {_s.family} student of dim {_s.dim} (about a tenth of the teacher's "
-    f"parameters) and trains its plain twin, on the active dataset **{ds.name}** (about a minute on 2 CPU "
-    f"cores with the bundled sample). The loss curves grow as it trains.")
+    f"user's recent items), then distils a {_s.family} student of dim {_s.dim} ({share:.2f} of the teacher's "
+    f"parameters on this dataset) and trains its plain twin, on the active dataset **{ds.name}**. The loss "
+    f"curves grow as it trains, and the progress bar estimates the time left.")
 
 c = st.columns([2, 1, 5])
-if c[0].button("▶ Run the demo", type="primary", key="demo_run", disabled=running,
+if c[0].button("Run the demo", icon=":material/play_arrow:", type="primary", key="demo_run", disabled=running,
                help=f"Teacher ({_t.family}, dim {_t.dim}, ≤{state.DEMO.teacher_train.epochs} epochs), distilled "
                     f"student and plain student ({_s.family}, dim {_s.dim}, ≤{state.DEMO.student_train.epochs} epochs "
                     f"each), alpha {state.DEMO.distill.alpha:g}, T {state.DEMO.distill.temperature:g}. Runs in the "
@@ -37,18 +39,18 @@ live.show(job, live.demo_progress)
 
 results = state.job_runs(snap) if snap is not None and not snap.active else {}
 if len(results) == 3:
-    table = inspect.runs_table(results)
+    table = views.runs_table(results)
     st.subheader("What the demo reached (test split)")
     st.dataframe(table, hide_index=True, key="demo_results")
     st.plotly_chart(charts.compare(table), key="demo_compare")
-    st.caption("The distilled student has about a tenth of the teacher's parameters; compare it with the plain "
+    st.caption(f"The distilled student has {share:.2f} of the teacher's parameters; compare it with the plain "
                "student of the same size to see what the teacher's soft labels add.")
 elif snap is None:
     st.info("Click **Run the demo** to watch a teacher train and a student being distilled from it.")
 
 st.subheader("Explore")
 c = st.columns(4)
-c[0].page_link("app_pages/data.py", label="Data: load your own dataset", icon="🗂️")
-c[1].page_link("app_pages/teacher.py", label="Teacher: train a teacher", icon="🎓")
-c[2].page_link("app_pages/distill.py", label="Distill: alpha, T and soft labels", icon="⚗️")
-c[3].page_link("app_pages/recommendations.py", label="Recommendations side by side", icon="📋")
+widgets.page_link("app_pages/data.py", "Data: load your own dataset", c[0])
+widgets.page_link("app_pages/teacher.py", "Teacher: train a teacher", c[1])
+widgets.page_link("app_pages/distill.py", "Distill: alpha, T and soft labels", c[2])
+widgets.page_link("app_pages/recommendations.py", "Recommendations side by side", c[3])

@@ -1,7 +1,8 @@
 """Recommendations: one user's history and the teacher's, distilled and plain students' top-K side by side."""
 import streamlit as st
 
-from distill_core import inspect
+from distill_core import views
+from distill_core.runs import distillations, run_label
 from ui import state, widgets
 
 ds = state.active_dataset()
@@ -10,19 +11,19 @@ st.title("Recommendations")
 st.caption("What each model would recommend to one user next, from the items the user has not seen (the "
            "held-out test item included), as in the evaluation.")
 
-pairs = inspect.distillations(state.store(), ds.fingerprint)
+pairs = distillations(state.store(), ds.fingerprint)
 if not pairs:
     st.info(f"There is no distilled student on **{ds.name}** yet. Run the demo on the Overview page, or train a "
             f"teacher and then distil a student on the Distill page; the three lists appear here afterwards.")
-    st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
-    st.page_link("app_pages/distill.py", label="Distil a student", icon="⚗️")
+    widgets.page_link("app_pages/overview.py", "Run the demo")
+    widgets.page_link("app_pages/distill.py", "Distil a student")
     st.stop()
 
 state.follow_selected_student("rec_student", [p.student_kd.id for p in pairs])  # e.g. a sweep cell
 pair = widgets.distillation_picker(pairs, "rec_student",
                                   help="A distilled student (newest first); its teacher and its plain twin come "
                                        "with it.")
-st.caption(f"Teacher: {inspect.run_label(pair.teacher)}  \nPlain student: {inspect.run_label(pair.student_plain)}")
+st.caption(f"Teacher: {run_label(pair.teacher)}  \nPlain student: {run_label(pair.student_plain)}")
 split = state.split(ds, pair.teacher.config["split"])
 
 c = st.columns([3, 2])
@@ -39,15 +40,15 @@ if user is None:
 
 models = state.models_of(ds, pair.teacher, pair)
 st.subheader(f"History of user {ds.user_ids[user]}, newest first")
-st.dataframe(inspect.user_history(ds, split, user, newest_first=True), hide_index=True, key="rec_history",
+st.dataframe(views.user_history(ds, split, user, newest_first=True), hide_index=True, key="rec_history",
              height=240)
 
 st.subheader(f"Top {k}")
-widgets.ranked_lists(inspect.top_k_lists(models, ds, split, user, k))
+widgets.ranked_lists(views.top_k_lists(models, ds, split, user, k))
 
 st.subheader("How alike are the rankings?")
-kd_user = inspect.user_agreement(models["Teacher"], models["Distilled student"], split, user, k)
-plain_user = inspect.user_agreement(models["Teacher"], models["Plain student"], split, user, k)
+kd_user = views.user_agreement(models["Teacher"], models["Distilled student"], split, user, k)
+plain_user = views.user_agreement(models["Teacher"], models["Plain student"], split, user, k)
 kd_all = state.mean_agreement(pair.teacher.id, pair.student_kd.id, ds, split, k)
 plain_all = state.mean_agreement(pair.teacher.id, pair.student_plain.id, ds, split, k)
 c = st.columns(4)

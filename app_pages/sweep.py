@@ -1,7 +1,8 @@
 """Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
 import streamlit as st
 
-from distill_core import STUDENT_FAMILIES, ConfigError, ModelSpec, TrainConfig, sizing, sweep
+from distill_core import ConfigError, ModelSpec, TrainConfig, sizing, sweep
+from distill_core.config import STUDENT_FAMILIES
 from ui import live, state, sweep_view, widgets
 
 ds = state.active_dataset()

@@ -1,7 +1,10 @@
 """Teacher: choose a model and its size, train it in the background, watch it learn."""
 import streamlit as st
 
-from distill_core import MODEL_FAMILIES, ModelSpec, RunConfig, TrainConfig, inspect, teacher_job, text_embed
+from distill_core import ModelSpec, RunConfig, TrainConfig, text_embed, views
+from distill_core.config import MODEL_FAMILIES
+from distill_core.jobs import teacher_job
+from distill_core.runs import model_label
 from ui import live, state
 
 ds = state.active_dataset()
@@ -23,9 +26,10 @@ family = c[0].selectbox("Model family", families, index=families.index(d.teacher
                         help="mf: matrix factorisation (user and item embeddings). two_tower: an MLP over the user "
                              "and their recent items. sasrec: self-attention over the recent items. text: sasrec "
                              "whose item embeddings add a frozen language-model embedding of the title and genres.")
-dim = c[1].number_input("Embedding dim", 1, 1024, 64, key="teacher_dim", persist_state="session",
-                        help="Width of the embeddings: the teacher's size. Parameters grow linearly with it.")
-layers = c[2].number_input("Layers", 0, 8, 2, key="teacher_layers", persist_state="session",
+dim = c[1].number_input("Embedding dim", 1, 1024, d.teacher.dim, key="teacher_dim", persist_state="session",
+                        help="Width of the embeddings: the teacher's size. Parameters grow linearly with it in the "
+                             "embedding tables, and with its square in attention blocks and MLP layers.")
+layers = c[2].number_input("Layers", 0, 8, d.teacher.layers, key="teacher_layers", persist_state="session",
                            help="Hidden layers of the two_tower user tower, or attention blocks of sasrec (≥ 1) and "
                                 "text (0: a user id embedding instead). mf has none and ignores it.")
 epochs = c[3].number_input("Epochs (max)", 1, 500, d.teacher_train.epochs, key="teacher_epochs", persist_state="session",
@@ -39,8 +43,8 @@ if not lm:
                f"extra is not installed (`{text_embed.INSTALL_HINT}`).")
 elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, state.store().home):
     st.caption(f"First text model on {ds.name}: its {ds.n_items:,} item texts are embedded once with "
-               f"{text_embed.MODEL_NAME} before training (about 10 s per 2,000 items on a free CPU core, plus about "
-               f"5 s to load the model), then cached.")
+               f"{text_embed.MODEL_NAME} before training (a progress bar counts the items; the time grows with "
+               f"the catalogue), then cached.")
 
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
@@ -67,7 +71,7 @@ live.show(job, body)
 
 result = state.job_runs(snap).get("Teacher") if snap is not None and not snap.active else None
 if result is not None:
-    st.success(f"Trained {inspect.model_label(result)} in {result.info['train_seconds']:.1f} s "
+    st.success(f"Trained {model_label(result)} in {result.info['train_seconds']:.1f} s "
                f"(best epoch {result.info['best_epoch']}).")
     c = st.columns(5)
     c[0].metric("NDCG@10 (test)", f"{result.metrics['ndcg@10']:.4f}", help="Normalised discounted cumulative "
@@ -75,14 +79,15 @@ if result is not None:
     c[1].metric("HR@10 (test)", f"{result.metrics['hr@10']:.4f}",
                 help="Share of users whose test item is in the top 10.")
     c[2].metric("Parameters", f"{result.info['params']:,}", help="Trainable numbers in the model.")
-    c[3].metric("Size", inspect.human_bytes(result.info["bytes"]), help="Bytes of the stored weights (float32).")
+    c[3].metric("Size", views.human_bytes(result.info["bytes"]), help="Bytes of the stored weights (float32).")
     c[4].metric("Train time", f"{result.info['train_seconds']:.1f} s", help="Wall time of the training loop.")
 elif snap is None:
-    st.info("Choose a model and click **Train** (the default sasrec, dim 64 takes about a minute on the sample; mf is faster).")
+    st.info(f"Choose a model and click **Train** (the default is {d.teacher.family}, dim {d.teacher.dim}; mf is the "
+            "fastest family to train). A progress bar shows the time left.")
 
 st.subheader(f"Teachers trained on {ds.name}")
 found = state.teachers(ds)
 if found:
-    st.dataframe(inspect.runs_table(found), hide_index=True, key="teacher_runs")
+    st.dataframe(views.runs_table(found), hide_index=True, key="teacher_runs")
 else:
     st.caption("None yet.")

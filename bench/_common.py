@@ -13,7 +13,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -23,19 +22,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from distill_core.data import build_dataset, load_raw, load_sample, split_dataset
+from distill_core.data.dataset import Dataset, Split
+from distill_core.data.sample import SampleSpec, write_sample
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CACHE = BENCH / ".cache"
 RESULTS = BENCH / "results"
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
-from distill_core.data import build_dataset, load_raw, load_sample, split_dataset  # noqa: E402
-from distill_core.data.dataset import Dataset, Split  # noqa: E402
-from distill_core.data.sample import SampleSpec, write_sample  # noqa: E402
 
 
 def parser(description: str) -> argparse.ArgumentParser:

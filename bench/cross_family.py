@@ -24,18 +24,13 @@ Prints tables and writes ``bench/results/cross_family.json`` (``cross_family-NAM
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import start, table, write_json  # noqa: E402
-from bench.quality import (METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for, row,  # noqa: E402
-                           summarise)
-from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model  # noqa: E402
-from distill_core.refresh import REFRESH_EPOCHS, refresh_student  # noqa: E402
+from _common import start, table, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
+from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
+from distill_core.refresh import REFRESH_EPOCHS, refresh_student
+from quality import METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for, row, summarise
 
 FRACTION = 5
 LONG = {"epochs": 60, "patience": 8}

@@ -27,20 +27,16 @@ Prints tables and writes ``bench/results/fair.json`` (``fair-NAME.json`` with ``
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import start, table, write_json  # noqa: E402
-from bench.quality import METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for  # noqa: E402
-from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model  # noqa: E402
-from distill_core.refresh import REFRESH_EPOCHS, refresh_student  # noqa: E402
-from distill_core.tuning import plain_ladder  # noqa: E402
+from _common import start, table, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
+from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
+from distill_core.refresh import REFRESH_EPOCHS, refresh_student
+from distill_core.tuning import plain_ladder
+from quality import METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for
 
 FRACTION = 10
 ALPHAS = (0.0, 0.25, 0.5)

@@ -20,7 +20,8 @@ from typing import Any
 import _common as C
 import torch
 
-from distill_core import RunConfig, build_model, train_model
+from distill_core import RunConfig, train_model
+from distill_core.models import build_model
 from distill_core.trainer import seeded
 
 N_USERS = 1000

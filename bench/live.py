@@ -31,8 +31,12 @@ from typing import Any
 
 import _common as C
 
-from distill_core import JobRunner, RunConfig, RunStore, distill_job, load_model, teacher_job, train_model
-from ui import charts
+from distill_core import RunConfig, RunStore, train_model
+from distill_core.jobs import distill_job, load_model, teacher_job
+from distill_core.runner import JobRunner
+
+sys.path.insert(0, str(C.ROOT))  # ui/ (the dashboard's charts, timed here) runs from the checkout, not installed
+from ui import charts  # noqa: E402
 
 OVERHEAD_MAX = 0.10
 FIRST_LOSS_MAX_S = 2.0

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import parser, start, table, write_json  # noqa: E402
-from distill_core import (MODEL_FAMILIES, DistillConfig, ModelSpec, RunConfig, TrainConfig, build_model,  # noqa: E402
-                          load_dataset, load_sample, split_dataset, train_model)
-from distill_core.refresh import REFRESH_EPOCHS, refresh_student  # noqa: E402
+from _common import parser, start, table, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
+from distill_core import (DistillConfig, ModelSpec, RunConfig, TrainConfig, load_dataset, load_sample, split_dataset,
+                          train_model)
+from distill_core.config import MODEL_FAMILIES
+from distill_core.models import build_model
+from distill_core.refresh import REFRESH_EPOCHS, refresh_student
 
 METRICS = ("ndcg@10", "hr@10", "recall@20")
 PER_STEP_EPOCHS = 8

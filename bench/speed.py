@@ -20,8 +20,10 @@ import _common as C
 import torch
 import torch.nn.functional as F
 
-from distill_core import JobRunner, RunConfig, TrainerControl, build_model, evaluate, train_model
-from distill_core.trainer import seeded
+from distill_core import RunConfig, evaluate, train_model
+from distill_core.models import build_model
+from distill_core.runner import JobRunner
+from distill_core.trainer import TrainerControl, seeded
 
 TARGET = 1.15  # engine time per epoch / minimal loop's
 

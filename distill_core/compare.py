@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from distill_core.distill import scoring_ms_per_1k
-from distill_core.inspect import model_label
 from distill_core.models import Recommender
+from distill_core.runs import ROLE_LABELS, model_label
 from distill_core.store import RunRecord, RunStore
 
-ROLES = {"teacher": "teacher", "student_kd": "distilled student", "student_plain": "plain student"}
+ROLES = {kind: label.lower() for kind, label in ROLE_LABELS.items()}  # the "role" column: "distilled student"
 METRICS = {"NDCG@10": "ndcg@10", "HR@10": "hr@10", "Recall@20": "recall@20"}
 LADDER_DIMS = (4, 8, 16, 32, 64)
 

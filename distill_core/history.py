@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from distill_core.errors import StoreError
-from distill_core.inspect import ROLE_LABELS, model_label
+from distill_core.runs import ROLE_LABELS, model_label
 from distill_core.store import RunRecord, RunStore
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def delete_run(store: RunStore, rid: str, *, with_students: bool = False) -> lis
     Refused while the run trains (its job would write weights after the row is gone, leaving a file
     no run refers to) or while a student is being distilled from it (its job reads this teacher).
     Students left behind keep working; the pages that pair a student with its teacher skip them
-    (``inspect.distillations``).
+    (``runs.distillations``).
     """
     rec = store.get(rid)
     students = students_of(store, rid)

@@ -1,6 +1,9 @@
 """The run store: one SQLite file with every run, and a folder of weight files beside it.
 
-This is the only module that makes paths. Weight files are state dicts written to a temporary
+It makes every path inside the store home (``$RECDISTILL_HOME``, default ``~/.recdistill``): the database
+and the weight files. Other paths are made where they belong: the text-embedding cache under the same home
+(``text_embed``), the dataset files a loader reads (``data/``), a temporary folder per upload (the UI's upload code)
+or per ONNX export (``export``), and the CLI's report file. Weight files are state dicts written to a temporary
 name and renamed into place, and are read back with ``torch.load(..., weights_only=True)``.
 A run still marked "running" by a process that no longer exists is marked "interrupted" when
 the store is opened. A process is known by its pid *and* its start time (Linux: ``/proc/<pid>/stat``),

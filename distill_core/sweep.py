@@ -30,7 +30,7 @@ from distill_core.config import DistillConfig, ModelSpec, SplitOptions, TrainCon
 from distill_core.data.dataset import Dataset, split_dataset
 from distill_core.distill import resolve_device
 from distill_core.errors import ConfigError
-from distill_core.inspect import best_val_ndcg
+from distill_core.runs import best_val_ndcg
 from distill_core.jobs import _config, _plain_run, _train_and_record, load_model
 from distill_core.runner import JobContext
 from distill_core.store import RunRecord, RunStore

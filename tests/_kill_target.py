@@ -9,11 +9,10 @@ the store (at the first step of epoch 2), and trains on until it is killed.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from distill_core import JobRunner, ModelSpec, RunStore, TrainConfig, load_dataset, teacher_job  # noqa: E402
+from distill_core import ModelSpec, RunStore, TrainConfig, load_dataset
+from distill_core.jobs import teacher_job
+from distill_core.runner import JobRunner
 
 
 def main(home: str, data: str) -> None:

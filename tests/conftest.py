@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from distill_core.data import build_dataset, split_dataset
+from distill_core.data.loaders import load_raw
+from distill_core.data.sample import SampleSpec, write_sample
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from distill_core.data import build_dataset, split_dataset  # noqa: E402
-from distill_core.data.loaders import load_raw  # noqa: E402
-from distill_core.data.sample import SampleSpec, write_sample  # noqa: E402
-
 TINY = SampleSpec(n_users=80, n_items=120, mean_activity=25, n_niches=12, n_taste_groups=6, seed=7)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from distill_core.config import DataOptions, SplitOptions
 from distill_core.data import SAMPLE_DIR, build_dataset, load_sample, split_dataset
-from distill_core.data.loaders import RawData
+from distill_core.data.columns import RawData
 from distill_core.data.sample import write_sample
 from distill_core.errors import ConfigError, DataError
 

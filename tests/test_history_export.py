@@ -11,10 +11,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from distill_core import (ConfigError, DistillConfig, JobRunner, ModelSpec, RunStore, SplitOptions, StoreError,
-                          TrainConfig, distill_job, export, history, inspect, load_model, split_dataset, teacher_job,
-                          train_model)
+from distill_core import (ConfigError, DistillConfig, ModelSpec, RunStore, SplitOptions, TrainConfig, export, history,
+                          split_dataset, train_model)
+from distill_core.errors import StoreError
+from distill_core.jobs import distill_job, load_model, teacher_job
 from distill_core.models import Recommender
+from distill_core.runner import JobRunner
+from distill_core.runs import distillations
 from distill_core.store import RunRecord
 from ui import state
 
@@ -216,7 +219,7 @@ def test_deletion_removes_weights_and_leaves_no_orphans(tiny_ds):
     # the teacher alone: its distilled student stays, loads and exports, but is no longer a pair
     assert history.delete_run(store, ids["teacher"]) == [ids["teacher"]]
     assert files(store) == {w["student_kd"], w["student_plain"]}
-    assert store.find(ids["teacher"]) is None and inspect.distillations(store, tiny_ds.fingerprint) == []
+    assert store.find(ids["teacher"]) is None and distillations(store, tiny_ds.fingerprint) == []
     kd = load_model(store, ids["student_kd"], tiny_ds)
     kd_split = split_dataset(tiny_ds, SplitOptions(**store.get(ids["student_kd"]).config["split"]))
     assert export.export_torchscript(kd, kd_split, {}, n_check=20).check.ok

@@ -1,4 +1,4 @@
-"""Tests for distill_core.data.loaders (and the MovieLens / RecBole readers)."""
+"""Tests for distill_core.data.loaders (detection, dispatch) and the readers below it (tables, MovieLens, RecBole)."""
 from __future__ import annotations
 
 import math
@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from distill_core import cli
 from distill_core.config import DataOptions
-from distill_core.data import load_dataset
+from distill_core.data import RawData, detect_format, load_dataset, load_raw
 from distill_core.data.dataset import build_dataset
-from distill_core.data.loaders import RawData, detect_format, load_raw
 from distill_core.errors import DataError
 
 FLAGS = "0|" * 18 + "0"  # 19 genre flags, all off

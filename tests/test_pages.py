@@ -359,3 +359,42 @@ def test_first_start_on_a_new_machine_does_not_stop_at_streamlits_email_prompt()
     import tomllib
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["showEmailPrompt"] is False
+
+
+# ----------------------------------------------------------------------------- every page, with stored models
+def _store_teacher_and_students() -> None:
+    """A stored mf teacher and one distilled student with its plain twin on the sample (one epoch each), so
+    that every page gets past its "no model yet" guard."""
+    from distill_core import DistillConfig, ModelSpec, load_sample
+    from distill_core.jobs import ladder_job, teacher_job
+    from distill_core.runner import JobRunner
+    ds, one, runner = load_sample(), TrainConfig(epochs=1, lr=5e-3), JobRunner()
+    try:
+        snap = runner.wait(runner.submit("t", teacher_job(ds, ModelSpec("mf", 16), one, state.store())), timeout=300)
+        assert snap.status == "done", snap.error
+        snap = runner.wait(runner.submit("l", ladder_job(ds, snap.result, "mf", (2,), one, DistillConfig(0.5, 2.0),
+                                                         state.store())), timeout=300)
+        assert snap.status == "done", snap.error
+    finally:
+        runner.shutdown()
+
+
+def stray_nones(at: AppTest) -> list[str]:
+    """Text elements that read just "None": what Streamlit's magic writes (``st.write(None)``, a markdown
+    element "`None`") for an expression statement that evaluates to None, e.g. ``a() if x else b()``."""
+    return [f"{kind} {e.value!r}" for kind in ("markdown", "text", "caption", "code")
+            for e in at.get(kind) if str(e.value).strip().strip("`").strip() == "None"]
+
+
+def test_no_page_prints_a_stray_none_with_or_without_stored_models():
+    at = open_page(PAGES[0])
+    registered = {str(Path(p["script_path"]).relative_to(ROOT)) for p in at._registered_pages.values()}
+    assert registered == set(PAGES), "PAGES must list every page app.py registers"
+    for stored in (False, True):
+        if stored:
+            _store_teacher_and_students()
+        for page in PAGES:
+            at = open_page(page)
+            assert not stray_nones(at), f"{page} (stored models: {stored}) prints {stray_nones(at)}"
+            if stored and page == "app_pages/compare.py":  # past its guard: the chart is drawn
+                assert chart_specs(at)

@@ -82,7 +82,7 @@ def test_refresh_recomputes_the_soft_labels(tiny_split, seq_teacher) -> None:
 
 
 def test_refresh_refuses_other_catalogues_and_stale_without_teacher(tiny_split, tiny_ds) -> None:
-    from distill_core import build_model
+    from distill_core.models import build_model
     student = build_model(ModelSpec("mf", 4), tiny_split)
     with pytest.raises(ConfigError, match="stale_split needs a teacher"):
         refresh_student(student, tiny_split.advance(), TrainConfig(epochs=1), stale_split=tiny_split)

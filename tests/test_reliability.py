@@ -23,13 +23,17 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from distill_core import (ConfigError, DataError, DataOptions, DistillConfig, JobRunner, ModelSpec, RunConfig,
-                          RunStore, SplitOptions, StoreError, TrainConfig, TrainingError, distill_job, load_dataset,
-                          load_model, load_sample, load_state_dict_file, split_dataset, teacher_job, train_model)
-from distill_core import cli, inspect
-from distill_core.data.loaders import resolve_path
+from distill_core import (ConfigError, DataError, DataOptions, DistillConfig, ModelSpec, RunConfig, RunStore,
+                          SplitOptions, TrainConfig, load_dataset, load_sample, split_dataset, train_model)
+from distill_core import cli, views
+from distill_core.errors import StoreError
+from distill_core.jobs import distill_job, load_model, teacher_job
 from distill_core.metrics import evaluate_ranking
-from ui import state
+from distill_core.runner import JobRunner
+from distill_core.store import load_state_dict_file
+from distill_core.trainer import TrainingError
+from ui import state, uploads
+from ui.uploads import resolve_path
 
 from conftest import ROOT
 
@@ -107,9 +111,9 @@ def test_k_larger_than_the_catalogue_is_refused_naming_k(tmp_path):
         evaluate_ranking(lambda u: torch.zeros(len(u), 8), sp.eval_users("test"), sp.held_out("test"),
                          sp.seen("test"), 8, ks=(9,))
     with pytest.raises(ConfigError, match=r"K must be between 1 and 8 \(got 9\)"):
-        inspect.top_k_lists({}, ds, sp, 0, 9)
+        views.top_k_lists({}, ds, sp, 0, 9)
     with pytest.raises(ConfigError, match=r"got 0"):
-        inspect.top_k_lists({}, ds, sp, 0, 0)
+        views.top_k_lists({}, ds, sp, 0, 0)
 
 
 def test_a_student_for_a_dataset_its_teacher_was_not_trained_on_is_refused(tiny_ds, tmp_path):
@@ -153,7 +157,10 @@ def test_bad_uploads_show_the_message_and_keep_the_active_dataset(tiny_dir, tmp_
            ("data.csv", os.urandom(2000).replace(b"\x00", b"\x01") + b"\x00", "binary data"),  # unreadable
            ("data.parquet", parquet.read_bytes()[:40], "cannot read as Parquet"),  # truncated
            ("empty.csv", b"", "file is empty"),
-           ("notes.txt", "naïve text without columns\n".encode(), "only one column")]
+           # one line of prose: with whitespace sniffed (headerless SASRec-style files) it reads as a header
+           ("notes.txt", "naïve text without columns\n".encode(), "header only, no data rows"),
+           ("notes.csv", "naïve,text\n".encode(), "header only, no data rows"),
+           ("one.csv", "naive\nwords\n".encode(), "only one column")]
     for name, data, message in bad:
         at.file_uploader(key="data_upload").set_value((name, data, "application/octet-stream")).run()
         assert not at.exception, (name, [e.value for e in at.exception])
@@ -169,7 +176,7 @@ def test_an_upload_is_written_only_under_its_own_sanitised_name_in_a_private_fol
     rows = b"user,item\n" + b"".join(b"u%d,i%d\n" % (u, i) for u in range(3) for i in range(25))
     for name in ("..", ".", "", "../../../../tmp/evil.csv", "/etc/cron.d/x.csv", "a\x00b.csv"):
         try:
-            ds = state.load_upload(name, rows)
+            ds = uploads.load_upload(name, rows)
         except DataError as e:  # a name without a known suffix: refused with the loader's message
             assert "cannot tell the dataset format" in str(e), (name, str(e))
         else:

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from distill_core import ConfigError, ModelSpec, build_model, sizing
-from distill_core.models import MF, SASRec
+from distill_core import ConfigError, ModelSpec, sizing
+from distill_core.models import MF, SASRec, build_model
 from distill_core.models.text import build_text_model
 
 SPECS = [ModelSpec("mf", d) for d in (1, 5, 12)] + \

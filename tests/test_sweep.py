@@ -19,8 +19,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from distill_core import ConfigError, JobRunner, ModelSpec, RunStore, TrainConfig, load_model, sweep, teacher_job
+from distill_core import ConfigError, ModelSpec, RunStore, TrainConfig, sweep
 from distill_core import cli
+from distill_core.jobs import load_model, teacher_job
+from distill_core.runner import JobRunner
 from distill_core.data import build_dataset
 from distill_core.data.loaders import load_raw
 from distill_core.models import MF

@@ -13,16 +13,25 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from distill_core.inspect import HEAD_SHARE, ROLE_LABELS, SoftLabelView
+from distill_core.compare import ROLES
+from distill_core.runs import ROLE_LABELS
+from distill_core.views import HEAD_SHARE, SoftLabelView
 
-COLORS = {"Teacher": "#1f77b4", "Distilled student": "#ff7f0e", "Plain student": "#7f7f7f"}
+KIND_COLORS = {"teacher": "#1f77b4", "student_kd": "#ff7f0e", "student_plain": "#7f7f7f"}
+COLORS = {ROLE_LABELS[kind]: color for kind, color in KIND_COLORS.items()}  # by display name ("Teacher")
 TERMS = {"ce": "CE (hard labels)", "kl": "KL (soft labels)", "total": "total loss"}
 HEIGHT = 340
+
+
+def _series(kind: str, term: str) -> str:
+    return f"{ROLE_LABELS[kind]}: {TERMS[term]}"  # as steps_frame names them
+
+
 # one colour per loss series, whatever else is in the chart (a colour must not move as phases start)
-SERIES_COLORS = {"Teacher: CE (hard labels)": COLORS["Teacher"],
-                 "Distilled student: CE (hard labels)": COLORS["Distilled student"],
-                 "Distilled student: KL (soft labels)": "#d62728", "Distilled student: total loss": "#8c564b",
-                 "Plain student: CE (hard labels)": COLORS["Plain student"]}
+SERIES_COLORS = {_series("teacher", "ce"): KIND_COLORS["teacher"],
+                 _series("student_kd", "ce"): KIND_COLORS["student_kd"],
+                 _series("student_kd", "kl"): "#d62728", _series("student_kd", "total"): "#8c564b",
+                 _series("student_plain", "ce"): KIND_COLORS["student_plain"]}
 LIVE_POINTS = 400  # points per loss series in a live chart (more are averaged in buckets)
 PALETTE = px.colors.qualitative.Plotly
 
@@ -143,20 +152,86 @@ def compare(table: pd.DataFrame) -> go.Figure:
     return _style(fig, "metric on the test split (@10 items)", "value (0-1)", "Teacher vs distilled vs plain student")
 
 
-ROLE_COLORS = {"teacher": COLORS["Teacher"], "distilled student": COLORS["Distilled student"],
-               "plain student": COLORS["Plain student"]}
+ROLE_COLORS = {ROLES[kind]: color for kind, color in KIND_COLORS.items()}  # by compare's role ("teacher")
+ROLE_SYMBOLS = {"teacher": "star", "distilled student": "diamond", "plain student": "circle"}
+MARKER_SIZE = 15  # every model the same readable size: latency is the marker's colour, not its area
+MIN_MARKER_SIZE = 10  # smallest marker a chart here may draw (a 2-pixel dot is missed at a glance)
+LATENCY_SCALE = "Viridis_r"  # fast: bright yellow, slow: dark purple
+UNMEASURED = "#d9d9d9"
+
+
+def human_count(n: float) -> str:
+    """``20k``, ``1.5M``, ``500``: a count as a tick label."""
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:g}{unit}"
+    return f"{n:g}"
+
+
+def log_ticks(lo: float, hi: float, fmt=human_count) -> tuple[list[float], list[str]]:
+    """Tick values and labels for a log axis over [lo, hi] (lo > 0): the sparsest of 1 / 1-2-5 / 1-2-3-5 /
+    1..9 per decade that gives three ticks in range, so the labels read ``20k 50k 100k``, never plotly's
+    bare mantissas ``2 3 4 ... 100k 2``; both ends (2 significant digits) if even 1..9 gives fewer than two."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    vals: list[float] = []
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5), range(1, 10)):
+        vals = [m * 10.0 ** e for e in decades for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(vals) >= 3:
+            break
+    if len(vals) < 2:
+        vals = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+    return vals, [fmt(v) for v in vals]
+
+
+def _log_range(values: pd.Series, pad: float = 0.12) -> tuple[float, float]:
+    """The padded range of positive ``values`` on a log axis, as (low, high) in data units."""
+    v = values[values > 0]
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (1.0, 10.0)
+    pad = max(pad, (0.5 - np.log10(hi / lo)) / 2)  # a lone point or a narrow spread: half a decade at least
+    return lo / 10 ** pad, hi * 10 ** pad
 
 
 def size_quality(frame: pd.DataFrame, metric: str, frontier: np.ndarray) -> go.Figure:
-    """Quality vs parameters (log x), marker area ~ scoring latency, the Pareto frontier as a line."""
-    df = frame.assign(latency=frame["ms_per_1k_users"].fillna(frame["ms_per_1k_users"].median()).fillna(1.0))
-    fig = px.scatter(df, x="params", y=metric, color="role", size="latency", size_max=40, log_x=True,
-                     color_discrete_map=ROLE_COLORS, symbol="family",
-                     hover_data={"model": True, "run": True, "ms_per_1k_users": ":.1f", "latency": False,
-                                 "params": ":,"})
+    """Quality vs parameters (log x) of every model: the marker's shape is its role, its colour the
+    scoring latency (log scale, colour bar in ms per 1,000 users; grey: not measured), and the Pareto
+    frontier is a dotted line. One size for every marker, so the small fast students are as visible as
+    the teacher."""
+    df = frame.assign(latency=pd.to_numeric(frame["ms_per_1k_users"], errors="coerce"))
+    lat = df["latency"][df["latency"] > 0]
+    c_lo, c_hi = (float(lat.min()), float(lat.max())) if len(lat) else (1.0, 10.0)
+    if c_hi / c_lo < 1.5:  # all about as fast: a colour bar over a tiny range would exaggerate noise
+        c_lo, c_hi = c_lo / 1.5, c_hi * 1.5
+    c_vals, c_text = log_ticks(c_lo, c_hi, lambda v: f"{v:g}")
+    fig = go.Figure()
     front = df[frontier].sort_values("params")
-    if len(front) > 1:
+    if len(front) > 1:  # under the markers
         fig.add_trace(go.Scatter(x=front["params"], y=front[metric], mode="lines", name="Pareto frontier",
                                  line={"dash": "dot", "color": "#2ca02c"}, hoverinfo="skip"))
-    return _style(fig, "parameters (log scale)", f"test {metric}", f"{metric} vs model size (marker size: scoring "
-                  "ms per 1,000 users)")
+    outline = {"width": 1.5, "color": "#333"}
+    for role, part in df.groupby("role", sort=False):
+        symbol = ROLE_SYMBOLS.get(role, "circle")
+        for measured, rows in part.groupby(part["latency"] > 0, sort=False):
+            custom = np.stack([rows["model"], rows["run"], [f"{v:.1f} ms per 1,000 users" if measured else
+                                                            "latency not measured" for v in rows["latency"]]], -1)
+            # a colour scale has no colour for "unknown": a model without a latency is drawn grey
+            color = np.log10(rows["latency"]) if measured else UNMEASURED
+            fig.add_trace(go.Scatter(
+                x=rows["params"], y=rows[metric], mode="markers", name=role, legendgroup=role, showlegend=False,
+                customdata=custom, marker={"symbol": symbol, "size": MARKER_SIZE, "color": color,
+                                           "coloraxis": "coloraxis" if measured else None, "line": outline},
+                hovertemplate=f"<b>{role}</b> %{{customdata[0]}}<br>%{{x:,}} parameters<br>{metric} %{{y:.4f}}"
+                              "<br>%{customdata[2]}<br>run %{customdata[1]}<extra></extra>"))
+        # the legend's entry shows the role's shape only (a legend marker cannot show a colour scale)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=role, legendgroup=role,
+                                 marker={"symbol": symbol, "size": MARKER_SIZE, "color": "white", "line": outline}))
+    x_lo, x_hi = _log_range(pd.to_numeric(df["params"], errors="coerce").dropna())
+    x_vals, x_text = log_ticks(x_lo, x_hi)
+    fig.update_xaxes(type="log", range=[np.log10(x_lo), np.log10(x_hi)], tickvals=x_vals, ticktext=x_text)
+    fig.update_layout(coloraxis={"colorscale": LATENCY_SCALE, "cmin": np.log10(c_lo), "cmax": np.log10(c_hi),
+                                 "colorbar": {"title": {"text": "scoring latency<br>(ms per 1,000 users)",
+                                                        "side": "right"},
+                                              "tickvals": np.log10(c_vals).tolist(), "ticktext": c_text,
+                                              "thickness": 14}},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
+    return _style(fig, "parameters (log scale)", f"test {metric}",
+                  f"{metric} vs model size (colour: scoring latency)")

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from distill_core import ProgressSnapshot, RunRecord
-from distill_core.inspect import ROLE_LABELS, best_val_ndcg
+from distill_core.runner import ProgressSnapshot
+from distill_core.runs import ROLE_LABELS, best_val_ndcg
+from distill_core.store import RunRecord
 
 from ui import charts, state
 
@@ -95,7 +96,7 @@ def _with_reused_plain(snap: ProgressSnapshot, epochs: pd.DataFrame) -> pd.DataF
     if rec is None:  # trained by this job, or deleted since on the Run history page
         return epochs
     st.caption(f"The plain student with these settings was already stored ({plain}); it was reused.")
-    return pd.concat([epochs, charts.epochs_frame(rec.history, "Plain student")], ignore_index=True)
+    return pd.concat([epochs, charts.epochs_frame(rec.history, ROLE_LABELS["student_plain"])], ignore_index=True)
 
 
 def teacher_progress(snap: ProgressSnapshot) -> None:

@@ -7,7 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from distill_core import Dataset, RecDistillError, RunRecord, export, history, inspect
+from distill_core import Dataset, RecDistillError, export, history, views
+from distill_core.runs import run_label
+from distill_core.store import RunRecord
 
 from ui import state
 
@@ -65,7 +67,7 @@ def delete_panel(rec: RunRecord) -> None:
         return
     students = history.students_of(state.store(), rec.id)
     size = f" and its weight file ({rec.weights})" if rec.weights else ""
-    st.warning(f"Delete **{inspect.run_label(rec)}**{size}? This cannot be undone.")
+    st.warning(f"Delete **{run_label(rec)}**{size}? This cannot be undone.")
     students_key = "history_delete_students"
     if students:
         st.caption(f"{len(students)} student(s) were distilled from this teacher. Kept, they stay in this list and "
@@ -83,14 +85,15 @@ def delete_panel(rec: RunRecord) -> None:
 def downloads(rec: RunRecord) -> None:
     """The run's JSON bundle and, when it has them, its weights."""
     c = st.columns([3, 2, 2])
-    c[0].download_button("⬇ Config, history and metrics (JSON)", history.bundle_json(rec), f"{rec.id}.json",
-                         "application/json", key="history_download_json", on_click="ignore",
+    c[0].download_button("Config, history and metrics (JSON)", history.bundle_json(rec), f"{rec.id}.json",
+                         "application/json", key="history_download_json", icon=":material/download:",
+                         on_click="ignore",
                          help="The run's stored config, per-epoch history (loss terms, validation NDCG@10 and "
                               "HR@10), test metrics and info (size, timings) in one JSON file.")
     if rec.weights:
-        c[1].download_button("⬇ Weights (.pt state dict)", history.weights_bytes(state.store(), rec.id),
+        c[1].download_button("Weights (.pt state dict)", history.weights_bytes(state.store(), rec.id),
                              f"{rec.id}.pt", "application/octet-stream", key="history_download_weights",
-                             on_click="ignore",
+                             icon=":material/download:", on_click="ignore",
                              help="The PyTorch state dict; load it with torch.load(path, weights_only=True) into "
                                   "the model built from the config in the JSON file.")
     else:
@@ -112,7 +115,8 @@ def _export(rec: RunRecord, ds: Dataset) -> None:
 
 
 def export_panel(rec: RunRecord, ds: Dataset) -> None:
-    """Export to TorchScript (ONNX too when onnx is installed), then show the ranking check and the file."""
+    """Export to TorchScript (ONNX too when onnx and onnxscript are installed), then show the ranking check and
+    the file."""
     if rec.status != "done" or not rec.weights:
         st.caption(f"Only a finished run with weights can be exported (this one is {rec.status}).")
         return
@@ -124,7 +128,8 @@ def export_panel(rec: RunRecord, ds: Dataset) -> None:
     c = st.columns([2, 2, 1], vertical_alignment="bottom")
     c[0].selectbox("Format", formats, key="history_export_format",
                          help="TorchScript runs in any PyTorch (C++ or Python) without this code. ONNX is offered "
-                              "only when the onnx package is installed.")
+                              "only when the onnx and onnxscript packages are installed (onnxruntime too for "
+                              "its ranking check).")
     c[1].number_input("Users in the ranking check", 10, 5000, 200, 10, key="history_export_users",
                                 help="Test users sampled (seed 0) whose top-10 lists and scores of the exported "
                                      "file are compared with the original model's.")
@@ -132,7 +137,8 @@ def export_panel(rec: RunRecord, ds: Dataset) -> None:
                 help="Trace the model, save it, load the saved bytes back and compare its rankings with the "
                      "original's.")
     if not export.onnx_available():
-        st.caption("ONNX: the `onnx` package is not installed here, so only TorchScript is offered.")
+        st.caption("ONNX is not offered: its export needs both `onnx` and `onnxscript`, and at least one is not "
+                   "installed here (`onnxruntime` as well runs its ranking check).")
     done = st.session_state.get(EXPORT_KEY)
     if done is None or done[0] != rec.id:
         return
@@ -151,9 +157,9 @@ def export_panel(rec: RunRecord, ds: Dataset) -> None:
         st.error(f"Ranking check FAILED: same top-{chk.k} for {chk.tie_equivalent_top_k} of {chk.users} users, "
                  f"largest score difference {chk.max_abs_diff:.2e} (allowed: rtol {chk.rtol:g}, atol {chk.atol:g}). "
                  "Do not deploy this file.")
-    st.download_button(f"⬇ {result.file_name} ({inspect.human_bytes(len(result.data))})", result.data,
+    st.download_button(f"{result.file_name} ({views.human_bytes(len(result.data))})", result.data,
                        result.file_name, "application/octet-stream", key="history_download_export",
-                       on_click="ignore", help="The exported model. Inputs: users (batch,) and seq (batch, "
-                                               "max_len) of item indices, newest last, left-padded with n_items; "
-                                               "output: (batch, n_items) scores. The TorchScript file carries "
-                                               "recdistill.json (sizes, original user and item ids).")
+                       icon=":material/download:", on_click="ignore",
+                       help="The exported model. Inputs: users (batch,) and seq (batch, max_len) of item indices, "
+                            "newest last, left-padded with n_items; output: (batch, n_items) scores. The "
+                            "TorchScript file carries recdistill.json (sizes, original user and item ids).")

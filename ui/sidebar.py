@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from distill_core import inspect
+from distill_core.runs import model_label
 
 from ui import live, state
 
@@ -36,7 +36,7 @@ def render() -> None:
             st.caption("None trained on this dataset yet: see the Teacher page, or run the demo.")
         else:
             ndcg = teacher.metrics.get("ndcg@10", float("nan"))
-            st.caption(f"{inspect.model_label(teacher)}, test NDCG@10 {ndcg:.4f}, "
+            st.caption(f"{model_label(teacher)}, test NDCG@10 {ndcg:.4f}, "
                        f"{teacher.info.get('params', 0):,} parameters ({teacher.id})")
         st.markdown("**Running jobs**")
         _jobs()

@@ -8,24 +8,26 @@ and the ids of the jobs it started. Background jobs never touch Streamlit; pages
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from distill_core import (Dataset, JobRunner, ProgressSnapshot, RecDistillError, Recommender, RunConfig, RunRecord,
-                          RunStore, Split, SplitOptions, TrainConfig, default_home, load_dataset, load_model,
+from distill_core import (Dataset, RecDistillError, RunConfig, RunStore, Split, SplitOptions, TrainConfig, load_dataset,
                           load_sample, split_dataset)
-from distill_core import inspect
+from distill_core import views
 from distill_core.errors import StoreError
-from distill_core.data.loaders import resolve_path
+from distill_core.jobs import load_model
+from distill_core.models import Recommender
+from distill_core.runner import JobRunner, ProgressSnapshot
+from distill_core.runs import ROLE_LABELS, Distillation
+from distill_core.store import RunRecord, default_home
+
+from ui.uploads import load_upload, resolve_path
 
 LIVE_SECONDS = 1.0  # how often a live section polls its job
 _D = RunConfig()
@@ -182,21 +184,6 @@ def on_load_folder(path_key: str, format_key: str) -> None:
     _try_load(lambda: load_dataset(resolve_path(path), st.session_state.get(format_key, "auto")))
 
 
-def load_upload(name: str, data: bytes) -> Dataset:
-    """Load uploaded bytes: written under their own (sanitised) name in a temporary folder, loaded,
-    removed; messages name the file, not the temporary folder."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)
-    if not safe.strip("."):  # "" or ".." would name the temporary folder or its parent, not a file
-        safe = "upload.csv"
-    with tempfile.TemporaryDirectory(prefix="recdistill-upload-") as d:
-        path = Path(d) / safe
-        path.write_bytes(data)
-        try:
-            return load_dataset(path, name=Path(safe).stem)
-        except RecDistillError as e:
-            raise type(e)(str(e).replace(f"{d}/", "")) from e
-
-
 # ----------------------------------------------------------------------------- splits, models, runs
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _split(fingerprint: str, options: tuple[tuple[str, Any], ...], _ds: Dataset) -> Split:
@@ -232,8 +219,8 @@ def latest_teacher(ds: Dataset) -> RunRecord | None:
 @st.cache_data(max_entries=64, show_spinner="Comparing the rankings over the test users…")
 def _mean_agreement(home: str, run_a: str, run_b: str, fingerprint: str, split_key: str, k: int, _ds: Dataset,
                     _sp: Split) -> dict[str, float]:
-    return inspect.mean_agreement(_model(home, run_a, fingerprint, _ds), _model(home, run_b, fingerprint, _ds),
-                                  _sp, k=k)
+    return views.mean_agreement(_model(home, run_a, fingerprint, _ds), _model(home, run_b, fingerprint, _ds),
+                                _sp, k=k)
 
 
 def mean_agreement(run_a: str, run_b: str, ds: Dataset, sp: Split, k: int) -> dict[str, float]:
@@ -293,7 +280,7 @@ def job_runs(snap: ProgressSnapshot | None, teacher: str | None = None) -> dict[
     if teacher is not None:
         ids = {"teacher": teacher, **ids}
     recs = {role: store().find(rid) for role, rid in ids.items()}  # None: deleted on the Run history page
-    return {inspect.ROLE_LABELS.get(role, role): rec for role, rec in recs.items()
+    return {ROLE_LABELS.get(role, role): rec for role, rec in recs.items()
             if rec is not None and rec.status == "done"}
 
 
@@ -303,12 +290,12 @@ def job_teacher(job_id: str | None) -> RunRecord | None:
     return store().find(info.teacher) if info is not None and info.teacher is not None else None  # None if deleted
 
 
-def models_of(ds: Dataset, teacher: RunRecord, pair: inspect.Distillation | None) -> dict[str, Recommender]:
+def models_of(ds: Dataset, teacher: RunRecord, pair: Distillation | None) -> dict[str, Recommender]:
     """The teacher's model, and the distilled and plain students' when there is a pair, by display name."""
-    out = {"Teacher": model(teacher.id, ds)}
+    out = {ROLE_LABELS["teacher"]: model(teacher.id, ds)}
     if pair is not None:
-        out["Distilled student"] = model(pair.student_kd.id, ds)
-        out["Plain student"] = model(pair.student_plain.id, ds)
+        out[ROLE_LABELS["student_kd"]] = model(pair.student_kd.id, ds)
+        out[ROLE_LABELS["student_plain"]] = model(pair.student_plain.id, ds)
     return out
 
 

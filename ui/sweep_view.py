@@ -11,8 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from distill_core import Dataset, ProgressSnapshot
+from distill_core import Dataset
 from distill_core import sweep
+from distill_core.runner import ProgressSnapshot
 
 from ui import live, state
 

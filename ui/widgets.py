@@ -5,19 +5,35 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from distill_core import Dataset, RecDistillError, RunRecord, Split
-from distill_core import inspect
+from distill_core import Dataset, RecDistillError, Split
+from distill_core import views
+from distill_core.runs import Distillation, run_label
+from distill_core.store import RunRecord
 
 from ui import state
 
 SHARED_ALL = "background-color: #d4edda"  # in every list
 SHARED_SOME = "background-color: #fff3cd"  # in some other list
 TEST_ITEM = "font-weight: bold; color: #b02a37"
+# One Material icon per page, for the navigation (app.py) and the links between pages: Streamlit ships the
+# Material Symbols font, whereas emoji show as empty boxes in a browser without an emoji font.
+PAGE_ICONS = {"app_pages/overview.py": ":material/home:", "app_pages/data.py": ":material/database:",
+              "app_pages/teacher.py": ":material/school:", "app_pages/distill.py": ":material/science:",
+              "app_pages/recommendations.py": ":material/format_list_numbered:",
+              "app_pages/compare.py": ":material/straighten:", "app_pages/sweep.py": ":material/grid_on:",
+              "app_pages/loss_lab.py": ":material/functions:", "app_pages/history.py": ":material/history:"}
+APP_ICON = PAGE_ICONS["app_pages/distill.py"]  # the browser tab's icon
+
+
+def page_link(page: str, label: str, where: DeltaGenerator | None = None) -> None:
+    """A link to another page with that page's icon (in ``where``, e.g. a column; by default the main area)."""
+    (where or st).page_link(page, label=label, icon=PAGE_ICONS[page])
 
 
 def _random_user(key: str, ds: Dataset, split: Split) -> None:
-    st.session_state[key] = str(ds.user_ids[inspect.random_long_tail_user(ds, split, state.new_rng())])
+    st.session_state[key] = str(ds.user_ids[views.random_long_tail_user(ds, split, state.new_rng())])
 
 
 def user_picker(ds: Dataset, split: Split, key: str) -> int | None:
@@ -36,7 +52,7 @@ def user_picker(ds: Dataset, split: Split, key: str) -> int | None:
                 help="Pick a random user among the least active fifth of the users with a test item: "
                      "the users a small model tends to serve worst.")
     try:
-        return inspect.user_index(ds, st.session_state[key])
+        return views.user_index(ds, st.session_state[key])
     except RecDistillError as e:
         st.error(str(e))
         return None
@@ -47,11 +63,11 @@ def run_picker(label: str, runs: Sequence[RunRecord], key: str, help: str) -> Ru
     by_id = {r.id: r for r in runs}
     if st.session_state.get(key) not in by_id:
         st.session_state.pop(key, None)  # a run of another dataset or one deleted: fall back to the newest
-    rid = st.selectbox(label, list(by_id), format_func=lambda i: inspect.run_label(by_id[i]), key=key, help=help)
+    rid = st.selectbox(label, list(by_id), format_func=lambda i: run_label(by_id[i]), key=key, help=help)
     return by_id[rid]
 
 
-def distillation_picker(pairs: Sequence[inspect.Distillation], key: str, help: str) -> inspect.Distillation:
+def distillation_picker(pairs: Sequence[Distillation], key: str, help: str) -> Distillation:
     """Pick a distilled student (newest first); it comes with its teacher and its plain twin."""
     kd = run_picker("Distilled student", [p.student_kd for p in pairs], key, help)
     return next(p for p in pairs if p.student_kd.id == kd.id)
@@ -81,7 +97,7 @@ def ranked_lists(lists: Mapping[str, pd.DataFrame]) -> None:
     st.caption("Green: in all three lists. Yellow: in two. 🎯 and bold red: the user's held-out test item.")
 
 
-def entropy_metrics(view: inspect.SoftLabelView) -> None:
+def entropy_metrics(view: views.SoftLabelView) -> None:
     """Each model's entropy at T and the probability it puts on the items shown."""
     cols = st.columns(len(view.models))
     for col, name in zip(cols, view.models):

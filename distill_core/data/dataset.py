@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from distill_core.config import DataOptions, SplitOptions
-from distill_core.data.loaders import RawData
+from distill_core.data.columns import RawData
 from distill_core.errors import DataError
 
 

@@ -1,7 +1,9 @@
-"""Readers for MovieLens folders (ml-100k, ml-1m, ml-latest), RecBole atomic files and item tables.
+"""Readers for MovieLens folders: ml-100k (``u.data``, ``u.item``), ml-1m and ml-10m (``ratings.dat``,
+``movies.dat``) and ml-latest (``ratings.csv``, ``movies.csv``), as laid out by GroupLens' README files.
 
 Each reader returns ``(interactions, items)`` frames in the standard layout of
-:class:`distill_core.data.loaders.RawData`; problems raise :class:`DataError`.
+:class:`distill_core.data.columns.RawData`; the item file is optional (a warning, no titles). The layouts
+are fixed, so every line must have a rating and a timestamp; problems raise :class:`DataError`.
 """
 from __future__ import annotations
 
@@ -11,21 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from distill_core.data.loaders import (
-    GENRE_NAMES,
-    ITEM_COLUMNS,
-    ITEM_NAMES,
-    PARQUET_SUFFIXES,
-    TITLE_NAMES,
-    build_interactions,
-    find_column,
-    ids_column,
-    read_parquet,
-    read_table,
-    read_text,
-    sniff_sep,
-    unique_columns,
-)
+from distill_core.data.columns import Frames, build_interactions, build_items, empty_items
+from distill_core.data.tables import read_items_file, read_table, read_text
 from distill_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,52 +23,6 @@ GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Com
                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                "Romance", "Sci-Fi", "Thriller", "War", "Western")
 FIELDS = ["user_id", "item_id", "rating", "timestamp"]
-Frames = tuple[pd.DataFrame, pd.DataFrame]
-
-
-def empty_items() -> pd.DataFrame:
-    """An item table with no rows and the standard columns."""
-    return pd.DataFrame({c: pd.Series([], dtype=str) for c in ITEM_COLUMNS})
-
-
-def build_items(df: pd.DataFrame, source: str, *, line_base: int, unit: str = "line",
-                genre_sep: str | None = None) -> pd.DataFrame:
-    """Recognise item id, title and genres columns; genres are normalised to '|'-joined text."""
-    columns = list(df.columns)
-    icol = find_column(columns, ITEM_NAMES, None, "item", source, True)
-    tcol = find_column(columns, TITLE_NAMES, None, "title", source, False)
-    gcol = find_column(columns, GENRE_NAMES, None, "genres", source, False)
-    lower = [c.lower() for c in columns]
-    if tcol is None:
-        tcol = next((c for c, low in zip(columns, lower) if "title" in low or "name" in low), None)
-    if gcol is None:
-        gcol = next((c for c, low in zip(columns, lower)
-                     if any(k in low for k in ("genre", "class", "categor"))), None)
-    if tcol is None and gcol is None:
-        raise DataError(f"{source}: no title or genres column; columns found: {columns}; accepted "
-                        f"spellings: {', '.join(TITLE_NAMES)} / {', '.join(GENRE_NAMES)}")
-    blank = pd.Series("", index=df.index, dtype=str)
-    title = blank if tcol is None else df[tcol].fillna("").astype(str).str.strip()
-    genres = blank if gcol is None else df[gcol].fillna("").astype(str).str.strip()
-    genres = genres.where(genres.str.lower() != "(no genres listed)", "")
-    pattern = r"\s+" if genre_sep == " " else r"\s*[|,;]\s*"
-    genres = genres.str.split(pattern, regex=True).map(lambda g: "|".join(x for x in g if x))
-    out = pd.DataFrame({"item_id": ids_column(df[icol], icol, source, line_base, unit),
-                        "title": title.astype(str), "genres": genres.astype(str)})
-    dup = out["item_id"].duplicated()
-    if dup.any():
-        log.warning("%s: %d duplicate item ids; keeping the first of each", source, int(dup.sum()))
-        out = out[~dup]
-    return out.reset_index(drop=True)
-
-
-def read_items_file(path: Path, max_bytes: int | None = None, sep: str | None = None) -> pd.DataFrame:
-    """An item metadata table (CSV or Parquet) with item id and title and/or genres."""
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        return build_items(read_parquet(path, max_bytes), str(path), line_base=1, unit="row")
-    text = read_text(path, max_bytes)
-    return build_items(read_table(text, str(path), sep or sniff_sep(text)), str(path), line_base=2)
-
 
 
 def _complete(df: pd.DataFrame, source: str, line_base: int) -> pd.DataFrame:
@@ -173,52 +116,3 @@ def load_mllatest(folder: Path, max_bytes: int | None = None) -> Frames:
         log.warning("%s not found; no item titles or genres", path)
         return interactions, empty_items()
     return interactions, read_items_file(path, max_bytes, sep=",")
-
-
-def _strip_types(df: pd.DataFrame, source: str) -> dict[str, str]:
-    """Drop RecBole ``:type`` suffixes from the column names; return name -> type."""
-    types = {}
-    names = []
-    for col in df.columns:
-        name, _, kind = col.partition(":")
-        names.append(name.strip())
-        types[name.strip()] = kind.strip()
-    df.columns = names
-    unique_columns(df, source)  # "user_id:token" and "user_id:float" are one name without their types
-    return types
-
-
-def _pick(folder: Path, suffix: str, stem: str | None) -> list[Path]:
-    files = sorted(p for p in folder.glob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
-    preferred = [p for p in files if p.stem == stem]
-    return preferred or files
-
-
-def load_recbole(path: Path, max_bytes: int | None = None, **cols: str | None) -> Frames:
-    """RecBole atomic files: ``NAME.inter`` (required) and ``NAME.item`` (optional)."""
-    if path.is_dir():
-        candidates = _pick(path, ".inter", path.name)
-        if len(candidates) != 1:
-            raise DataError(f"{path}: expected one .inter file, found "
-                            f"{[p.name for p in candidates] or 'none'}; pass the file itself")
-        inter = candidates[0]
-    else:
-        inter = path
-    text = read_text(inter, max_bytes)
-    df = read_table(text, str(inter), "\t", quoting=csv.QUOTE_NONE)
-    _strip_types(df, str(inter))
-    cols = {k: (v.partition(":")[0] if v else v) for k, v in cols.items()}
-    interactions = build_interactions(df, str(inter), line_base=2, **cols)
-    items_files = _pick(inter.parent, ".item", inter.stem)
-    if len(items_files) != 1:
-        if items_files:
-            log.warning("%s: several .item files and none named %s.item; no item metadata",
-                        inter.parent, inter.stem)
-        return interactions, empty_items()
-    item_path = items_files[0]
-    idf = read_table(read_text(item_path, max_bytes), str(item_path), "\t", quoting=csv.QUOTE_NONE)
-    types = _strip_types(idf, str(item_path))
-    token_seq_genres = any(t == "token_seq" and any(k in n.lower() for k in ("genre", "class", "categor"))
-                           for n, t in types.items())
-    items = build_items(idf, str(item_path), line_base=2, genre_sep=" " if token_seq_genres else None)
-    return interactions, items

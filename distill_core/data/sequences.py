@@ -14,7 +14,7 @@ fields     read as
 
 A header is told from data by its content: a first line whose fields are all numbers is data.
 This module only decides the layout (header or not, whitespace delimiter, column names); reading and
-validating the cells is :mod:`distill_core.data.loaders`' job, which imports this module.
+validating the cells is :mod:`distill_core.data.tables`' job, which imports this module.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dashboard's views (distill_core.inspect), checked against independent computations."""
+"""The dashboard's views (distill_core.views), checked against independent computations."""
 from __future__ import annotations
 
 import collections
@@ -10,11 +10,13 @@ import torch
 from scipy.stats import entropy as scipy_entropy
 from scipy.stats import spearmanr
 
-from distill_core import inspect
+from distill_core import views
 from distill_core.config import ModelSpec
 from distill_core.errors import ConfigError
 from distill_core.models import build_model
 from distill_core.store import RunStore
+
+from test_runs import _store_run
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def _user(split) -> int:
 
 # ----------------------------------------------------------------------------- dataset views
 def test_item_popularity_matches_counter(tiny_ds):
-    pop = inspect.item_popularity(tiny_ds)
+    pop = views.item_popularity(tiny_ds)
     counts = collections.Counter(tiny_ds.item_ids[tiny_ds.items].tolist())
     assert len(pop) == tiny_ds.n_items
     assert dict(zip(pop["item_id"], pop["interactions"])) == counts
@@ -46,7 +48,7 @@ def test_item_popularity_matches_counter(tiny_ds):
 
 
 def test_user_activity_histogram_puts_each_user_in_its_bin(tiny_ds):
-    hist = inspect.user_activity(tiny_ds, bins=10)
+    hist = views.user_activity(tiny_ds, bins=10)
     per_user = collections.Counter(tiny_ds.users.tolist())
     expected = [sum(1 for c in per_user.values() if lo <= c <= hi)
                 for lo, hi in zip(hist["bin_start"], hist["bin_end"])]
@@ -55,7 +57,7 @@ def test_user_activity_histogram_puts_each_user_in_its_bin(tiny_ds):
 
 
 def test_dataset_stats_head_share_by_hand(tiny_ds):
-    stats = inspect.dataset_stats(tiny_ds)
+    stats = views.dataset_stats(tiny_ds)
     counts = sorted(collections.Counter(tiny_ds.items.tolist()).values(), reverse=True)
     n_head = round(0.2 * tiny_ds.n_items)
     assert stats["head_share"] == pytest.approx(sum(counts[:n_head]) / tiny_ds.n_interactions)
@@ -66,11 +68,11 @@ def test_dataset_stats_head_share_by_hand(tiny_ds):
 
 
 def test_split_sizes_and_preview(tiny_ds, tiny_split):
-    sizes = inspect.split_sizes(tiny_split).set_index("part")
+    sizes = views.split_sizes(tiny_split).set_index("part")
     assert sizes.loc["train", "interactions"] == len(tiny_split.train_items)
     assert sizes.loc["test", "users"] == len(tiny_split.eval_users("test"))
     assert sizes["interactions"].sum() == tiny_ds.n_interactions
-    prev = inspect.preview(tiny_ds, 5)
+    prev = views.preview(tiny_ds, 5)
     assert prev["user_id"].tolist() == tiny_ds.user_ids[tiny_ds.users[:5]].tolist()
     assert prev["title"].tolist() == tiny_ds.titles[tiny_ds.items[:5]].tolist()
     assert prev["time"].iloc[0] == pd.Timestamp(tiny_ds.timestamps[0], unit="s")
@@ -78,10 +80,10 @@ def test_split_sizes_and_preview(tiny_ds, tiny_split):
 
 # ----------------------------------------------------------------------------- users
 def test_user_index_round_trip_and_message(tiny_ds):
-    assert inspect.user_index(tiny_ds, str(tiny_ds.user_ids[7])) == 7
-    assert inspect.user_index(tiny_ds, f"  {tiny_ds.user_ids[7]} ") == 7
+    assert views.user_index(tiny_ds, str(tiny_ds.user_ids[7])) == 7
+    assert views.user_index(tiny_ds, f"  {tiny_ds.user_ids[7]} ") == 7
     with pytest.raises(ConfigError, match="user id 'no-such-user' is not in dataset 'tiny'"):
-        inspect.user_index(tiny_ds, "no-such-user")
+        views.user_index(tiny_ds, "no-such-user")
 
 
 def test_random_long_tail_user_is_a_low_activity_test_user(tiny_ds, tiny_split):
@@ -89,29 +91,29 @@ def test_random_long_tail_user_is_a_low_activity_test_user(tiny_ds, tiny_split):
     test_users = tiny_split.eval_users("test")
     cut = np.quantile(activity[test_users], 0.2)
     rng = np.random.default_rng(0)
-    drawn = {inspect.random_long_tail_user(tiny_ds, tiny_split, rng) for _ in range(50)}
+    drawn = {views.random_long_tail_user(tiny_ds, tiny_split, rng) for _ in range(50)}
     assert all(u in test_users and activity[u] <= cut for u in drawn)
     assert len(drawn) > 1  # random, not always the same user
-    assert inspect.random_long_tail_user(tiny_ds, tiny_split, np.random.default_rng(3)) == \
-        inspect.random_long_tail_user(tiny_ds, tiny_split, np.random.default_rng(3))
+    assert views.random_long_tail_user(tiny_ds, tiny_split, np.random.default_rng(3)) == \
+        views.random_long_tail_user(tiny_ds, tiny_split, np.random.default_rng(3))
 
 
 def test_user_history_marks_the_held_out_items(tiny_ds, tiny_split):
     u = _user(tiny_split)
-    hist = inspect.user_history(tiny_ds, tiny_split, u)
+    hist = views.user_history(tiny_ds, tiny_split, u)
     rows = tiny_ds.items[tiny_ds.users == u]
     assert hist["item_id"].tolist() == tiny_ds.item_ids[rows].tolist()
     # temporal leave-one-out: the last item is the test item, the one before it the validation item
     assert hist["part"].tolist() == ["train"] * (len(rows) - 2) + ["validation", "test (held out)"]
     assert (hist["time"].diff().dropna() >= pd.Timedelta(0)).all()
-    newest = inspect.user_history(tiny_ds, tiny_split, u, newest_first=True)
+    newest = views.user_history(tiny_ds, tiny_split, u, newest_first=True)
     assert newest["part"].iloc[0] == "test (held out)" and newest["item_id"].tolist() == hist["item_id"].tolist()[::-1]
 
 
 # ----------------------------------------------------------------------------- models
 def test_soft_label_view_matches_numpy_softmax_and_entropy(tiny_ds, tiny_split, models):
     u, t = _user(tiny_split), 3.0
-    view = inspect.soft_label_view(models, tiny_ds, tiny_split, u, t, top_n=5)
+    view = views.soft_label_view(models, tiny_ds, tiny_split, u, t, top_n=5)
     for name, m in models.items():
         m.set_context(*tiny_split.context("train"))
         p = _softmax(m.score_all(torch.tensor([u]))[0].double().numpy(), t)
@@ -127,10 +129,10 @@ def test_soft_label_view_matches_numpy_softmax_and_entropy(tiny_ds, tiny_split, 
 
 def test_soft_labels_flatten_as_t_grows(tiny_ds, tiny_split, models):
     u = _user(tiny_split)
-    ents = [inspect.soft_label_view(models, tiny_ds, tiny_split, u, t).entropy["Teacher"] for t in (0.5, 2, 20)]
+    ents = [views.soft_label_view(models, tiny_ds, tiny_split, u, t).entropy["Teacher"] for t in (0.5, 2, 20)]
     assert ents[0] < ents[1] < ents[2] <= np.log(tiny_ds.n_items) + 1e-9
     with pytest.raises(ConfigError, match="temperature"):
-        inspect.soft_label_view(models, tiny_ds, tiny_split, u, 0.0)
+        views.soft_label_view(models, tiny_ds, tiny_split, u, 0.0)
 
 
 def test_scorer_gives_a_sequential_model_its_context_without_changing_it(tiny_split, models):
@@ -138,7 +140,7 @@ def test_scorer_gives_a_sequential_model_its_context_without_changing_it(tiny_sp
     users = torch.tensor(tiny_split.eval_users("test")[:4])
     m.set_context(*tiny_split.context("train"))
     before = m.history.clone()
-    got = inspect.scorer(m, tiny_split, "test")(users)
+    got = views.scorer(m, tiny_split, "test")(users)
     assert torch.equal(m.history, before)
     m.set_context(*tiny_split.context("test"))
     assert torch.allclose(got, m.score_all(users))
@@ -147,7 +149,7 @@ def test_scorer_gives_a_sequential_model_its_context_without_changing_it(tiny_sp
 
 def test_top_k_lists_match_numpy_ranking(tiny_ds, tiny_split, models):
     u, k = _user(tiny_split), 7
-    lists = inspect.top_k_lists(models, tiny_ds, tiny_split, u, k)
+    lists = views.top_k_lists(models, tiny_ds, tiny_split, u, k)
     ptr, seen = tiny_split.seen("test")
     tp, ti = tiny_split.held_out("test")
     tops = {}
@@ -165,7 +167,7 @@ def test_top_k_lists_match_numpy_ranking(tiny_ds, tiny_split, models):
             others = [o for o in tops if o != name and item in tops[o]]
             assert shared == ", ".join(others) and n == 1 + len(others)
     with pytest.raises(ConfigError, match="K must be between"):
-        inspect.top_k_lists(models, tiny_ds, tiny_split, u, 0)
+        views.top_k_lists(models, tiny_ds, tiny_split, u, 0)
 
 
 def test_top_k_lists_mark_the_test_item_when_ranked(tiny_ds, tiny_split):
@@ -174,7 +176,7 @@ def test_top_k_lists_mark_the_test_item_when_ranked(tiny_ds, tiny_split):
     m = build_model(ModelSpec("mf", 4), tiny_split).eval()
     with torch.no_grad():
         m.item_bias[ti[tp[u]]] = 100.0  # make the test item the top recommendation
-    df = inspect.top_k_lists({"A": m, "B": m}, tiny_ds, tiny_split, u, 5)["A"]
+    df = views.top_k_lists({"A": m, "B": m}, tiny_ds, tiny_split, u, 5)["A"]
     assert df["test"].tolist() == [True, False, False, False, False]
     assert (df["in_lists"] == 2).all() and (df["shared_with"] == "B").all()
 
@@ -182,7 +184,7 @@ def test_top_k_lists_mark_the_test_item_when_ranked(tiny_ds, tiny_split):
 def test_user_agreement_against_scipy(tiny_split, models):
     u, k = _user(tiny_split), 10
     a, b = models["Teacher"], models["Distilled student"]
-    got = inspect.user_agreement(a, b, tiny_split, u, k)
+    got = views.user_agreement(a, b, tiny_split, u, k)
     ptr, seen = tiny_split.seen("test")
     keep = np.setdiff1d(np.arange(tiny_split.n_items), seen[ptr[u]:ptr[u + 1]])
     sa = a.score_all(torch.tensor([u]))[0].double().numpy()[keep]
@@ -190,57 +192,28 @@ def test_user_agreement_against_scipy(tiny_split, models):
     top_a, top_b = set(keep[np.argsort(-sa)[:k]]), set(keep[np.argsort(-sb)[:k]])
     assert got[f"overlap@{k}"] == pytest.approx(len(top_a & top_b) / k)
     assert got["spearman"] == pytest.approx(spearmanr(sa, sb).statistic, abs=1e-9)
-    same = inspect.user_agreement(a, a, tiny_split, u, k)
+    same = views.user_agreement(a, a, tiny_split, u, k)
     assert same[f"overlap@{k}"] == 1.0 and same["spearman"] == pytest.approx(1.0)
 
 
 def test_mean_agreement_is_the_mean_over_a_fixed_subset(tiny_split, models):
     a, b = models["Teacher"], models["Distilled student"]
-    out = inspect.mean_agreement(a, b, tiny_split, k=5, max_users=6, seed=1)
+    out = views.mean_agreement(a, b, tiny_split, k=5, max_users=6, seed=1)
     users = np.sort(np.random.default_rng(1).choice(tiny_split.eval_users("test"), 6, replace=False))
-    per_user = [inspect.user_agreement(a, b, tiny_split, int(u), 5) for u in users]
+    per_user = [views.user_agreement(a, b, tiny_split, int(u), 5) for u in users]
     assert out["users"] == 6
     assert out["overlap@5"] == pytest.approx(np.mean([p["overlap@5"] for p in per_user]))
     assert out["spearman"] == pytest.approx(np.mean([p["spearman"] for p in per_user]))
 
 
-# ----------------------------------------------------------------------------- stored runs
-def _store_run(store, kind, config, parent=None, metrics=None, history=None):
-    rid = store.create_run(kind, "fp", "tiny", config, parent=parent)
-    store.finish_run(rid, "done", history=history or [], metrics=metrics or {"ndcg@10": 0.1},
-                     info={"params": 10, "bytes": 1536, "train_seconds": 1.0, "best_epoch": 1},
-                     state_dict={"w": torch.zeros(2)})
-    return rid
-
-
-def test_distillations_pair_each_student_with_its_teacher_and_plain_twin(tmp_path):
-    store = RunStore(tmp_path)
-    base = {"split": {"method": "loo"}, "model": {"family": "mf", "dim": 6, "layers": 2},
-            "train": {"epochs": 2}, "distill": None}
-    kd_cfg = base | {"distill": {"alpha": 0.5, "temperature": 2.0}}
-    t = _store_run(store, "teacher", base | {"model": {"family": "mf", "dim": 64, "layers": 2}},
-                   history=[{"val_ndcg@10": 0.1}, {"val_ndcg@10": 0.3}, {"val_ndcg@10": 0.2}])
-    plain = _store_run(store, "student_plain", base)
-    _store_run(store, "student_plain", base | {"model": {"family": "mf", "dim": 8, "layers": 2}})  # another size
-    kd = _store_run(store, "student_kd", kd_cfg | {"teacher": t}, parent=t)
-    orphan = _store_run(store, "student_kd", kd_cfg | {"teacher": t, "model": {"family": "mf", "dim": 3,
-                                                                                 "layers": 2}}, parent=t)
-    pairs = inspect.distillations(store, "fp")
-    assert [(p.teacher.id, p.student_kd.id, p.student_plain.id) for p in pairs] == [(t, kd, plain)]
-    assert inspect.plain_for(store, store.get(orphan)) is None
-    assert inspect.distillations(store, "fp", teacher="someone-else") == []
-    assert inspect.best_val_ndcg(store.get(t)) == 0.3
-
-
-def test_labels_and_tables(tmp_path):
+# ----------------------------------------------------------------------------- runs table
+def test_run_tables(tmp_path):
     store = RunStore(tmp_path)
     rid = _store_run(store, "student_kd", {"model": {"family": "two_tower", "dim": 4, "layers": 1},
                                            "distill": {"alpha": 0.3, "temperature": 4.0}}, metrics={"ndcg@10": 0.12345})
     rec = store.get(rid)
-    assert inspect.model_label(rec) == "two_tower dim 4, 1 layers"
-    assert inspect.run_label(rec).startswith("two_tower dim 4, 1 layers, alpha 0.3, T 4 · test NDCG@10 0.1235 · ")
-    assert (inspect.human_bytes(512), inspect.human_bytes(1536), inspect.human_bytes(3 * 2**20)) == \
+    assert (views.human_bytes(512), views.human_bytes(1536), views.human_bytes(3 * 2**20)) == \
         ("512 B", "1.5 KiB", "3.0 MiB")
-    table = inspect.runs_table([rec])
+    table = views.runs_table([rec])
     assert table.loc[0, "model"] == "Distilled student" and table.loc[0, "size"] == "1.5 KiB"
     assert table.loc[0, "NDCG@10"] == 0.12345 and table.loc[0, "run"] == rid

@@ -1,9 +1,9 @@
-"""Views of a dataset, of trained models and of stored runs, shaped for the dashboard's pages.
+"""Views of a dataset and of trained models, shaped for the dashboard's pages.
 
 Pure functions over the public engine types (no Streamlit): dataset statistics, the soft-label view
-of one user at a temperature, top-K lists side by side, a user's history, and lookups of stored runs
-(which plain student belongs to a distilled one). Sequential models are scored with an explicit
-history built here (``scorer``), so a shared model's context is never mutated by a view.
+of one user at a temperature, top-K lists side by side, a user's history, and the table of a few runs.
+Sequential models are scored with an explicit history built here (``scorer``), so a shared model's
+context is never mutated by a view. Which stored runs belong together is :mod:`distill_core.runs`.
 """
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import torch
 
 from distill_core.config import DistillConfig
 from distill_core.data.dataset import Dataset, Split
-from distill_core.errors import ConfigError, StoreError
+from distill_core.errors import ConfigError
 from distill_core.losses import soft_targets
 from distill_core.metrics import agreement
 from distill_core.models import Recommender
 from distill_core.models.base import recent_history
-from distill_core.store import RunRecord, RunStore
+from distill_core.runs import ROLE_LABELS, model_label
+from distill_core.store import RunRecord
 
-ROLE_LABELS = {"teacher": "Teacher", "student_kd": "Distilled student", "student_plain": "Plain student"}
 HEAD_SHARE = 0.2  # the "head" of the catalogue: its most popular 20% of items
 
 
@@ -229,67 +229,7 @@ def mean_agreement(a: Recommender, b: Recommender, split: Split, k: int = 10, ma
     return out | {"users": float(len(users))}
 
 
-# ----------------------------------------------------------------------------- stored runs
-@dataclass(frozen=True)
-class Distillation:
-    """A distilled student with its teacher and the same student trained without distillation."""
-
-    teacher: RunRecord
-    student_kd: RunRecord
-    student_plain: RunRecord
-
-
-def plain_for(store: RunStore, kd: RunRecord) -> RunRecord | None:
-    """The finished plain run whose config is the distilled run's without the teacher (newest first)."""
-    want = {k: v for k, v in kd.config.items() if k != "teacher"} | {"distill": None}
-    for rec in store.runs(dataset=kd.dataset, kind="student_plain", status="done"):
-        if rec.config == want and rec.weights:
-            return rec
-    return None
-
-
-def distillations(store: RunStore, dataset: str, teacher: str | None = None) -> list[Distillation]:
-    """Finished distilled students on ``dataset`` (of ``teacher`` if given) whose teacher and plain
-    twin are stored too, newest first."""
-    out = []
-    for kd in store.runs(dataset=dataset, kind="student_kd", status="done"):
-        if kd.parent is None or (teacher is not None and kd.parent != teacher) or not kd.weights:
-            continue
-        plain = plain_for(store, kd)
-        try:
-            t = store.get(kd.parent)
-        except StoreError:  # the teacher was deleted: the pair cannot be shown
-            continue
-        if plain is not None and t.weights:
-            out.append(Distillation(teacher=t, student_kd=kd, student_plain=plain))
-    return out
-
-
-def best_val_ndcg(rec: RunRecord) -> float | None:
-    """The best validation NDCG@10 in a run's history (the epoch whose weights were kept)."""
-    vals = [row["val_ndcg@10"] for row in rec.history if "val_ndcg@10" in row]
-    return max(vals) if vals else None
-
-
-def model_label(rec: RunRecord) -> str:
-    """``mf dim 64`` (plus layers for the models that have them)."""
-    m = rec.config.get("model", {})
-    layers = f", {m.get('layers')} layers" if m.get("family") != "mf" else ""
-    return f"{m.get('family', '?')} dim {m.get('dim', '?')}{layers}"
-
-
-def run_label(rec: RunRecord) -> str:
-    """One line naming a run: its model, its result and when it ended."""
-    ndcg = rec.metrics.get("ndcg@10")
-    result = f"test NDCG@10 {ndcg:.4f}" if ndcg is not None else rec.status
-    extra = ""
-    if rec.kind == "student_kd" and rec.config.get("distill"):
-        d = rec.config["distill"]
-        extra = f", alpha {d['alpha']:g}, T {d['temperature']:g}"
-    when = pd.Timestamp(rec.ended or rec.started, unit="s").strftime("%Y-%m-%d %H:%M")
-    return f"{model_label(rec)}{extra} · {result} · {when} · {rec.id}"
-
-
+# ----------------------------------------------------------------------------- runs
 def human_bytes(n: float) -> str:
     """``1536 -> '1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB"):

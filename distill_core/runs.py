@@ -1,0 +1,78 @@
+"""Lookups of stored runs: which runs belong together, and how a run is named.
+
+A distillation is three runs: the teacher, the distilled student (whose ``parent`` is the teacher) and
+the plain student, the same student trained on the hard labels only; a page shows the three side by side
+only when all three are stored and finished. :data:`ROLE_LABELS` is the one place the roles get their
+display names (the pages, the charts and the run history all use it). Pure functions over the run store
+(no Streamlit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from distill_core.errors import StoreError
+from distill_core.store import RunRecord, RunStore
+
+ROLE_LABELS = {"teacher": "Teacher", "student_kd": "Distilled student", "student_plain": "Plain student"}
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """A distilled student with its teacher and the same student trained without distillation."""
+
+    teacher: RunRecord
+    student_kd: RunRecord
+    student_plain: RunRecord
+
+
+def plain_for(store: RunStore, kd: RunRecord) -> RunRecord | None:
+    """The finished plain run whose config is the distilled run's without the teacher (newest first)."""
+    want = {k: v for k, v in kd.config.items() if k != "teacher"} | {"distill": None}
+    for rec in store.runs(dataset=kd.dataset, kind="student_plain", status="done"):
+        if rec.config == want and rec.weights:
+            return rec
+    return None
+
+
+def distillations(store: RunStore, dataset: str, teacher: str | None = None) -> list[Distillation]:
+    """Finished distilled students on ``dataset`` (of ``teacher`` if given) whose teacher and plain
+    twin are stored too, newest first."""
+    out = []
+    for kd in store.runs(dataset=dataset, kind="student_kd", status="done"):
+        if kd.parent is None or (teacher is not None and kd.parent != teacher) or not kd.weights:
+            continue
+        plain = plain_for(store, kd)
+        try:
+            t = store.get(kd.parent)
+        except StoreError:  # the teacher was deleted: the pair cannot be shown
+            continue
+        if plain is not None and t.weights:
+            out.append(Distillation(teacher=t, student_kd=kd, student_plain=plain))
+    return out
+
+
+def best_val_ndcg(rec: RunRecord) -> float | None:
+    """The best validation NDCG@10 in a run's history (the epoch whose weights were kept)."""
+    vals = [row["val_ndcg@10"] for row in rec.history if "val_ndcg@10" in row]
+    return max(vals) if vals else None
+
+
+def model_label(rec: RunRecord) -> str:
+    """``mf dim 64`` (plus layers for the models that have them)."""
+    m = rec.config.get("model", {})
+    layers = f", {m.get('layers')} layers" if m.get("family") != "mf" else ""
+    return f"{m.get('family', '?')} dim {m.get('dim', '?')}{layers}"
+
+
+def run_label(rec: RunRecord) -> str:
+    """One line naming a run: its model, its result and when it ended."""
+    ndcg = rec.metrics.get("ndcg@10")
+    result = f"test NDCG@10 {ndcg:.4f}" if ndcg is not None else rec.status
+    extra = ""
+    if rec.kind == "student_kd" and rec.config.get("distill"):
+        d = rec.config["distill"]
+        extra = f", alpha {d['alpha']:g}, T {d['temperature']:g}"
+    when = pd.Timestamp(rec.ended or rec.started, unit="s").strftime("%Y-%m-%d %H:%M")
+    return f"{model_label(rec)}{extra} · {result} · {when} · {rec.id}"
