@@ -3,10 +3,10 @@ import streamlit as st
 
 from distill_core import DistillConfig, ModelSpec, RunConfig, TrainConfig, compare
 from distill_core.config import STUDENT_FAMILIES
-from distill_core.jobs import ladder_job
-from ui import charts, live, state, widgets
+from distill_core.workflows import ladder_job
+from ui import charts, jobs, live, registry, session, widgets
 
-ds = state.active_dataset()
+ds = session.active_dataset()
 D = RunConfig()
 
 st.title("Compare model sizes")
@@ -15,13 +15,9 @@ st.caption("Every finished model on this dataset: the teacher, the distilled stu
            "catalogue on this machine. Points on the dotted line are on the Pareto frontier: no other model is both "
            "smaller and better.")
 
-teachers = state.teachers(ds)
-if not teachers:
-    st.info(f"There is no model on **{ds.name}** yet. Run the demo on the Overview page, or train a teacher, "
-            "then come back to distil a ladder of student sizes here.")
-    widgets.page_link("app_pages/overview.py", "Run the demo")
-    widgets.page_link("app_pages/teacher.py", "Train a teacher")
-    st.stop()
+teachers = widgets.require_teacher(ds, f"There is no model on **{ds.name}** yet. Run the demo on the Overview page, "
+                                        "or train a teacher, then come back to distil a ladder of student sizes here.",
+                                   [("app_pages/overview.py", "Run the demo"), ("app_pages/teacher.py", "Train a teacher")])
 
 teacher = widgets.run_picker("Reference teacher", teachers, "compare_teacher",
                              help="Retention is each model's test metric as a % of this teacher's; the size ladder "
@@ -35,17 +31,17 @@ if c[2].button("Re-measure latency", key="compare_latency",
                help="Score 1,000 users against every item with each shown model, 7 times, and keep the median "
                     "(the figure stored at training time was measured while other jobs may have been running)."):
     with st.spinner("Measuring…"):
-        state.remeasure_latency(ds, list(compare.models_frame(state.store(), ds.fingerprint)["run"]))
+        registry.remeasure_latency(ds, list(compare.models_frame(registry.store(), ds.fingerprint)["run"]))
 
-job = state.current_job("ladder", ds)
-snap = state.snapshot(job)
+job = jobs.current_job("ladder", ds)
+snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
 
 def body(_snap=None) -> None:  # redrawn while the ladder trains, so the chart fills in as each student finishes
     if _snap is not None:
         live.progress(_snap)
-    frame = compare.models_frame(state.store(), ds.fingerprint, reference=teacher)
+    frame = compare.models_frame(registry.store(), ds.fingerprint, reference=teacher)
     frame = frame[frame["role"].isin(roles)].reset_index(drop=True)
     if frame.empty:
         st.info("No model of the chosen kinds yet.")
@@ -86,10 +82,10 @@ temperature = c[4].slider("T", 0.5, 20.0, D.distill.temperature, 0.5, key="ladde
 c = st.columns([1, 1, 6])
 if c[0].button("Train ladder", type="primary", key="ladder_train", disabled=running,
                help="Runs in the background; you can leave the page."):
-    state.start_job("ladder", ds, lambda: ladder_job(ds, teacher.id, family, tuple(int(d) for d in dims),
-                                                     TrainConfig(epochs=int(epochs), lr=D.student_train.lr),
-                                                     DistillConfig(alpha, temperature), state.store()),
-                    f"Size ladder {family} dims {', '.join(map(str, sorted(dims)))}", teacher=teacher.id)
+    jobs.start_job("ladder", ds, lambda: ladder_job(ds, teacher.id, family, tuple(int(d) for d in dims),
+                                                    TrainConfig(epochs=int(epochs), lr=D.student_train.lr),
+                                                    DistillConfig(alpha, temperature), registry.store()),
+                   f"Size ladder {family} dims {', '.join(map(str, sorted(dims)))}", teacher=teacher.id)
 if c[1].button("Stop", key="ladder_stop", disabled=not running, help="Stop at the next mini-batch; finished "
                "students are kept."):
-    state.cancel(job)
+    jobs.cancel(job)

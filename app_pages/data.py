@@ -2,7 +2,7 @@
 import streamlit as st
 
 from distill_core import views
-from ui import charts, state
+from ui import charts, registry, session
 
 ORDER_NOTES = {"timestamps": "by timestamp (ties keep file order)", "file order": "by file order (no timestamps)"}
 
@@ -13,23 +13,23 @@ st.caption("Interactions (user, item, optional rating and time) with optional it
 
 st.subheader("Load a dataset")
 c = st.columns(3)
-c[0].button("Use the bundled sample", key="data_sample", on_click=state.use_sample,
+c[0].button("Use the bundled sample", key="data_sample", on_click=session.use_sample,
             help="1,000 users, 1,800 items, about 100,000 interactions with a long tail (see sample_data/README.md).")
-c[1].file_uploader("Upload a file", type=state.UPLOAD_TYPES, key="data_upload", on_change=state.on_upload,
+c[1].file_uploader("Upload a file", type=session.UPLOAD_TYPES, key="data_upload", on_change=session.on_upload,
                    args=("data_upload",),
                    help="CSV, TSV or Parquet with user and item columns (user_id/userId, item_id/movieId, ...), "
                         "optional rating and timestamp. The delimiter is detected.")
 c[2].text_input("Folder path", key="data_folder", placeholder="/data/ml-1m",
                 help="A MovieLens folder (ml-100k, ml-1m, ml-latest), a RecBole atomic-file folder, or a "
                      "folder with one CSV/Parquet table, on the machine running the dashboard.")
-c[2].selectbox("Format", state.FOLDER_FORMATS, key="data_format",
+c[2].selectbox("Format", session.FOLDER_FORMATS, key="data_format",
                help="auto recognises every supported layout; choose one to insist on it.")
-c[2].button("Load folder", key="data_load", on_click=state.on_load_folder, args=("data_folder", "data_format"),
+c[2].button("Load folder", key="data_load", on_click=session.on_load_folder, args=("data_folder", "data_format"),
             help="Load the folder above; on failure the current dataset stays active.")
 
 
-ds = state.active_dataset()
-error = state.take_data_error()
+ds = session.active_dataset()
+error = session.take_data_error()
 if error:
     st.error(f"{error}\n\nThe dataset '{ds.name}' stays active.")
 
@@ -51,7 +51,7 @@ c[0].plotly_chart(charts.long_tail(views.item_popularity(ds)), key="data_long_ta
 c[1].plotly_chart(charts.user_activity(views.user_activity(ds)), key="data_activity")
 
 st.subheader("Split")
-st.dataframe(views.split_sizes(state.split(ds)), hide_index=True, key="data_split")
+st.dataframe(views.split_sizes(registry.split(ds)), hide_index=True, key="data_split")
 st.caption("Temporal leave-one-out per user; users with fewer than 3 interactions stay in training only.")
 
 st.subheader("Preview")

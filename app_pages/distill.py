@@ -3,33 +3,30 @@ import streamlit as st
 
 from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, sizing, views
 from distill_core.config import SOFT_LABEL_MODES, STUDENT_FAMILIES
-from distill_core.jobs import distill_job
+from distill_core.workflows import distill_job
 from distill_core.runs import distillations, run_label
-from ui import charts, live, state, widgets
+from ui import charts, jobs, live, registry, session, widgets
 
 SEQUENCE_TEACHERS = ("sasrec", "text")  # teachers whose output depends on the order of a user's items
 
-ds = state.active_dataset()
+ds = session.active_dataset()
 
 st.title("Distill")
 st.caption("The student minimises **alpha · CE(hard labels) + (1 − alpha) · T² · KL(teacher_T ‖ student_T)**: "
            "alpha = 1 is plain training, alpha = 0 learns only from the teacher's soft labels. The same student is "
            "also trained without the teacher (the plain student), so every result has its baseline.")
 
-teachers = state.teachers(ds)
-if not teachers:
-    st.info(f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the "
-            f"Teacher page (sasrec, dim 64 takes about a minute on the sample; mf, dim 64 well under) or run the demo on the Overview "
-            f"page, then come back: the teacher will be listed here.")
-    st.page_link("app_pages/teacher.py", label="Train a teacher", icon="🎓")
-    st.page_link("app_pages/overview.py", label="Run the demo", icon="🏠")
-    st.stop()
+teachers = widgets.require_teacher(
+    ds, f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the Teacher page "
+        f"(sasrec, dim 64 takes about a minute on the sample; mf, dim 64 well under) or run the demo on the Overview "
+        f"page, then come back: the teacher will be listed here.",
+    [("app_pages/teacher.py", "Train a teacher"), ("app_pages/overview.py", "Run the demo")])
 
-state.follow_selected_student("distill_teacher", [t.id for t in teachers], teacher=True)  # e.g. a sweep cell
+session.follow_selected_student("distill_teacher", [t.id for t in teachers], teacher=True)  # e.g. a sweep cell
 teacher = widgets.run_picker("Teacher", teachers, "distill_teacher",
                              help="The trained teacher whose soft labels the student learns from (newest first).")
-job = state.current_job("distill", ds)
-snap = state.snapshot(job)
+job = jobs.current_job("distill", ds)
+snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
 c = st.columns(4)
@@ -92,21 +89,21 @@ if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
                "(README, \"Refreshing a student\").")
 
 c = st.columns([1, 1, 6])
-if c[0].button("Train", type="primary", key="distill_train", disabled=state.own_job_running("distill", ds),
+if c[0].button("Train", type="primary", key="distill_train", disabled=jobs.own_job_running("distill", ds),
                help="Distil the student from the teacher, then train the plain student (reused when an identical "
                     "one is stored). Runs in the background."):
-    state.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
-                                                      TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)),
-                                                      DistillConfig(alpha, temperature, t_squared, soft_mode), state.store()),
-                    f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
-                    teacher=teacher.id)
+    jobs.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
+                                                     TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)),
+                                                     DistillConfig(alpha, temperature, t_squared, soft_mode), registry.store()),
+                   f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
+                   teacher=teacher.id)
 if c[1].button("Stop", key="distill_stop", disabled=not running,
                help="Stop at the next mini-batch; a student that finished is kept."):
-    state.cancel(job)
+    jobs.cancel(job)
 
-live.show(job, live.distill_body(state.job_teacher(job)))
+live.show(job, live.distill_body(jobs.job_teacher(job)))
 
-results = state.job_runs(snap, teacher=state.job_info(job).teacher) if snap is not None and not snap.active else {}
+results = jobs.job_runs(snap, teacher=jobs.job_info(job).teacher) if snap is not None and not snap.active else {}
 if len(results) == 3:
     table = views.runs_table(results)
     st.subheader("What the students reached (test split)")
@@ -118,8 +115,8 @@ st.caption("One user's distribution over the next item at the T chosen above, fo
            "distilled from it (the run selected on the Sweep page, else the newest), over the items each ranks "
            "highest. Soft labels are what the student learns from; move T to see how it flattens or sharpens them "
            "(nothing is retrained).")
-pairs = distillations(state.store(), ds.fingerprint, teacher.id)
-split = state.split(ds, teacher.config["split"])
+pairs = distillations(registry.store(), ds.fingerprint, teacher.id)
+split = registry.split(ds, teacher.config["split"])
 c = st.columns([3, 2])
 with c[0]:
     user = widgets.user_picker(ds, split, "distill_user")
@@ -129,10 +126,10 @@ if user is None:
     st.stop()
 if not pairs:
     st.caption("No student has been distilled from this teacher yet: only the teacher is shown.")
-pair = next((p for p in pairs if p.student_kd.id == state.selected_student()), pairs[0] if pairs else None)
+pair = next((p for p in pairs if p.student_kd.id == session.selected_student()), pairs[0] if pairs else None)
 if pair is not None:
     st.caption(f"Distilled student shown: {run_label(pair.student_kd)}")
-view = views.soft_label_view(state.models_of(ds, teacher, pair), ds, split, user,
+view = views.soft_label_view(registry.models_of(ds, teacher, pair), ds, split, user,
                              temperature, top_n)
 st.plotly_chart(charts.soft_labels(view), key="distill_soft")
 widgets.entropy_metrics(view)

@@ -4,10 +4,10 @@ import streamlit as st
 
 from distill_core import history
 from distill_core.runs import ROLE_LABELS, run_label
-from ui import run_history, state, widgets
+from ui import registry, run_history, session, widgets
 
-ds = state.active_dataset()
-store = state.store()
+ds = session.active_dataset()
+store = registry.store()
 
 st.title("Run history")
 st.caption("Every run in the run store, on every dataset: teachers, distilled students and plain students, "

@@ -2,15 +2,16 @@
 import streamlit as st
 
 from distill_core import sizing, views
-from distill_core.jobs import demo_job
-from ui import charts, live, state, widgets
+from distill_core.config import DEMO
+from distill_core.workflows import demo_job
+from ui import charts, jobs, live, registry, session, widgets
 
-ds = state.active_dataset()
-job = state.current_job("demo", ds)
-snap = state.snapshot(job)
+ds = session.active_dataset()
+job = jobs.current_job("demo", ds)
+snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
-_t, _s = state.DEMO.teacher, state.DEMO.student
+_t, _s = DEMO.teacher, DEMO.student
 share = sizing.param_ratio(_s, _t, ds.n_users, ds.n_items)  # on this dataset: the same dims differ elsewhere
 st.title("RecDistill")
 st.markdown(
@@ -26,18 +27,18 @@ st.markdown(
 
 c = st.columns([2, 1, 5])
 if c[0].button("Run the demo", icon=":material/play_arrow:", type="primary", key="demo_run", disabled=running,
-               help=f"Teacher ({_t.family}, dim {_t.dim}, ≤{state.DEMO.teacher_train.epochs} epochs), distilled "
-                    f"student and plain student ({_s.family}, dim {_s.dim}, ≤{state.DEMO.student_train.epochs} epochs "
-                    f"each), alpha {state.DEMO.distill.alpha:g}, T {state.DEMO.distill.temperature:g}. Runs in the "
+               help=f"Teacher ({_t.family}, dim {_t.dim}, ≤{DEMO.teacher_train.epochs} epochs), distilled "
+                    f"student and plain student ({_s.family}, dim {_s.dim}, ≤{DEMO.student_train.epochs} epochs "
+                    f"each), alpha {DEMO.distill.alpha:g}, T {DEMO.distill.temperature:g}. Runs in the "
                     "background: you can switch pages meanwhile."):
-    state.start_job("demo", ds, lambda: demo_job(ds, state.store(), state.DEMO), f"Demo on {ds.name}")
+    jobs.start_job("demo", ds, lambda: demo_job(ds, registry.store(), DEMO), f"Demo on {ds.name}")
 if c[1].button("Stop", key="demo_stop", disabled=not running,
                help="Stop the demo at the next mini-batch; models that finished are kept."):
-    state.cancel(job)
+    jobs.cancel(job)
 
 live.show(job, live.demo_progress)
 
-results = state.job_runs(snap) if snap is not None and not snap.active else {}
+results = jobs.job_runs(snap) if snap is not None and not snap.active else {}
 if len(results) == 3:
     table = views.runs_table(results)
     st.subheader("What the demo reached (test split)")

@@ -3,15 +3,15 @@ import streamlit as st
 
 from distill_core import views
 from distill_core.runs import distillations, run_label
-from ui import state, widgets
+from ui import registry, session, widgets
 
-ds = state.active_dataset()
+ds = session.active_dataset()
 
 st.title("Recommendations")
 st.caption("What each model would recommend to one user next, from the items the user has not seen (the "
            "held-out test item included), as in the evaluation.")
 
-pairs = distillations(state.store(), ds.fingerprint)
+pairs = distillations(registry.store(), ds.fingerprint)
 if not pairs:
     st.info(f"There is no distilled student on **{ds.name}** yet. Run the demo on the Overview page, or train a "
             f"teacher and then distil a student on the Distill page; the three lists appear here afterwards.")
@@ -19,12 +19,12 @@ if not pairs:
     widgets.page_link("app_pages/distill.py", "Distil a student")
     st.stop()
 
-state.follow_selected_student("rec_student", [p.student_kd.id for p in pairs])  # e.g. a sweep cell
+session.follow_selected_student("rec_student", [p.student_kd.id for p in pairs])  # e.g. a sweep cell
 pair = widgets.distillation_picker(pairs, "rec_student",
                                   help="A distilled student (newest first); its teacher and its plain twin come "
                                        "with it.")
 st.caption(f"Teacher: {run_label(pair.teacher)}  \nPlain student: {run_label(pair.student_plain)}")
-split = state.split(ds, pair.teacher.config["split"])
+split = registry.split(ds, pair.teacher.config["split"])
 
 c = st.columns([3, 2])
 with c[0]:
@@ -38,7 +38,7 @@ k = c[1].slider("K (list length)", 1, max_k, min(10, max_k), key="rec_k", persis
 if user is None:
     st.stop()
 
-models = state.models_of(ds, pair.teacher, pair)
+models = registry.models_of(ds, pair.teacher, pair)
 st.subheader(f"History of user {ds.user_ids[user]}, newest first")
 st.dataframe(views.user_history(ds, split, user, newest_first=True), hide_index=True, key="rec_history",
              height=240)
@@ -49,8 +49,8 @@ widgets.ranked_lists(views.top_k_lists(models, ds, split, user, k))
 st.subheader("How alike are the rankings?")
 kd_user = views.user_agreement(models["Teacher"], models["Distilled student"], split, user, k)
 plain_user = views.user_agreement(models["Teacher"], models["Plain student"], split, user, k)
-kd_all = state.mean_agreement(pair.teacher.id, pair.student_kd.id, ds, split, k)
-plain_all = state.mean_agreement(pair.teacher.id, pair.student_plain.id, ds, split, k)
+kd_all = registry.mean_agreement(pair.teacher.id, pair.student_kd.id, ds, split, k)
+plain_all = registry.mean_agreement(pair.teacher.id, pair.student_plain.id, ds, split, k)
 c = st.columns(4)
 c[0].metric(f"overlap@{k}: teacher vs distilled", f"{kd_user[f'overlap@{k}']:.0%}",
             delta=f"{kd_all[f'overlap@{k}']:.0%} over {kd_all['users']:.0f} users", delta_color="off",

@@ -3,9 +3,9 @@ import streamlit as st
 
 from distill_core import ConfigError, ModelSpec, TrainConfig, sizing, sweep
 from distill_core.config import STUDENT_FAMILIES
-from ui import live, state, sweep_view, widgets
+from ui import jobs, live, registry, session, sweep_view, widgets
 
-ds = state.active_dataset()
+ds = session.active_dataset()
 
 st.title("Alpha × temperature sweep")
 st.caption("Distils the same student once per cell of an alpha × T grid and, for a fair baseline, trains the plain "
@@ -14,12 +14,10 @@ st.caption("Distils the same student once per cell of an alpha × T grid and, fo
            "stored with identical settings (by an earlier sweep, or on the Distill page) are reused, never trained "
            "again: stop a sweep and start it again to resume, or grow the grid to train only the new cells.")
 
-teachers = state.teachers(ds)
-if not teachers:
-    st.info(f"A sweep distils students from a trained teacher on **{ds.name}**, and there is none yet. Train one "
-            f"on the Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the "
-            f"Overview page, then come back: the teacher will be listed here.")
-    st.stop()
+teachers = widgets.require_teacher(
+    ds, f"A sweep distils students from a trained teacher on **{ds.name}**, and there is none yet. Train one on the "
+        f"Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the Overview page, "
+        f"then come back: the teacher will be listed here.")
 
 teacher = widgets.run_picker("Teacher", teachers, "sweep_teacher",
                              help="The trained teacher whose soft labels every cell's student learns from.")
@@ -56,23 +54,23 @@ t_spec = ModelSpec(**teacher.config["model"])
 st.caption(f"Student size: {sizing.size_line(spec.student, t_spec, ds.n_users, ds.n_items)}. "
            f"Tuning budget: {spec.budget()}.")
 
-job = state.current_job("sweep", ds)
-snap = state.snapshot(job)
+job = jobs.current_job("sweep", ds)
+snap = jobs.snapshot(job)
 running = snap is not None and snap.active
-grid = sweep.grid_frame(state.store(), ds, teacher.id, spec)
-plain = sweep.plain_frame(state.store(), ds, teacher.id, spec)
+grid = sweep.grid_frame(registry.store(), ds, teacher.id, spec)
+plain = sweep.plain_frame(registry.store(), ds, teacher.id, spec)
 todo = sweep.to_train(grid, plain)
 
 c = st.columns([1, 1, 5])
 if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0,
                help="Train every cell, distilled and plain, not yet stored with these settings, one after "
                     "another, in the background."):
-    state.start_job("sweep", ds, lambda: sweep.sweep_job(ds, teacher.id, spec, state.store()),
-                    f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}",
-                    teacher=teacher.id)
+    jobs.start_job("sweep", ds, lambda: sweep.sweep_job(ds, teacher.id, spec, registry.store()),
+                   f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}",
+                   teacher=teacher.id)
 if c[1].button("Stop", key="sweep_stop", disabled=not running,
                help="Stop at the next mini-batch. Finished cells are kept; the next start resumes the rest."):
-    state.cancel(job)
+    jobs.cancel(job)
 c[2].caption(f"{len(grid) + len(plain) - todo} of {len(grid) + len(plain)} cells (distilled and plain) are stored for "
              f"these settings; starting trains the other {todo}." if todo else
              f"All {len(grid) + len(plain)} cells (distilled and plain) are stored for these settings.")
@@ -89,5 +87,5 @@ else:
     draw(None)
 
 st.subheader("Open a cell")
-if sweep_view.cell_picker(sweep.grid_frame(state.store(), ds, teacher.id, spec)) is not None:
+if sweep_view.cell_picker(sweep.grid_frame(registry.store(), ds, teacher.id, spec)) is not None:
     st.caption("The Distill page (soft labels) and the Recommendations page now show this student.")

@@ -3,13 +3,13 @@ import streamlit as st
 
 from distill_core import ModelSpec, RunConfig, TrainConfig, text_embed, views
 from distill_core.config import MODEL_FAMILIES
-from distill_core.jobs import teacher_job
+from distill_core.workflows import teacher_job
 from distill_core.runs import model_label
-from ui import live, state
+from ui import jobs, live, registry, session
 
-ds = state.active_dataset()
-job = state.current_job("teacher", ds)
-snap = state.snapshot(job)
+ds = session.active_dataset()
+job = jobs.current_job("teacher", ds)
+snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
 st.title("Teacher")
@@ -41,7 +41,7 @@ lr = c[4].number_input("Learning rate", 1e-5, 1.0, d.teacher_train.lr, step=1e-3
 if not lm:
     st.caption(f"The **text** family (a teacher that reads the items' titles and genres) is hidden: its optional "
                f"extra is not installed (`{text_embed.INSTALL_HINT}`).")
-elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, state.store().home):
+elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, registry.store().home):
     st.caption(f"First text model on {ds.name}: its {ds.n_items:,} item texts are embedded once with "
                f"{text_embed.MODEL_NAME} before training (a progress bar counts the items; the time grows with "
                f"the catalogue), then cached.")
@@ -49,12 +49,12 @@ elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, state.s
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
                help="Train this teacher in the background; you can switch pages meanwhile."):
-    state.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers)),
-                                                      TrainConfig(epochs=int(epochs), lr=float(lr), patience=d.teacher_train.patience), state.store()),
-                    f"Teacher {family} dim {dim} on {ds.name}")
+    jobs.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers)),
+                                                     TrainConfig(epochs=int(epochs), lr=float(lr), patience=d.teacher_train.patience), registry.store()),
+                   f"Teacher {family} dim {dim} on {ds.name}")
 if c[1].button("Stop", key="teacher_stop", disabled=not running,
                help="Stop at the next mini-batch. A stopped teacher is not stored for distillation."):
-    state.cancel(job)
+    jobs.cancel(job)
 
 text_key = text_embed.texts_key(text_embed.item_texts(ds.titles, ds.genres)) if lm else None
 
@@ -69,7 +69,7 @@ def body(snap) -> None:  # the item texts' embedding (first text model on a data
 
 live.show(job, body)
 
-result = state.job_runs(snap).get("Teacher") if snap is not None and not snap.active else None
+result = jobs.job_runs(snap).get("Teacher") if snap is not None and not snap.active else None
 if result is not None:
     st.success(f"Trained {model_label(result)} in {result.info['train_seconds']:.1f} s "
                f"(best epoch {result.info['best_epoch']}).")
@@ -86,7 +86,7 @@ elif snap is None:
             "fastest family to train). A progress bar shows the time left.")
 
 st.subheader(f"Teachers trained on {ds.name}")
-found = state.teachers(ds)
+found = registry.teachers(ds)
 if found:
     st.dataframe(views.runs_table(found), hide_index=True, key="teacher_runs")
 else:

@@ -32,8 +32,8 @@ from typing import Any
 import _common as C
 
 from distill_core import RunConfig, RunStore, train_model
-from distill_core.jobs import distill_job, load_model, teacher_job
 from distill_core.runner import JobRunner
+from distill_core.workflows import distill_job, load_model, teacher_job
 
 sys.path.insert(0, str(C.ROOT))  # ui/ (the dashboard's charts, timed here) runs from the checkout, not installed
 from ui import charts  # noqa: E402

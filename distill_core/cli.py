@@ -155,7 +155,7 @@ def _sized(a: argparse.Namespace, student: ModelSpec, teacher: ModelSpec, ds: An
 
 def _run(a: argparse.Namespace) -> dict[str, Any]:
     from distill_core.data import load_dataset, load_sample
-    from distill_core.distill import run_pipeline
+    from distill_core.workflows import run_pipeline
 
     opts = DataOptions(rating_threshold=a.rating_threshold, kcore=a.kcore)
     d = RunConfig()
@@ -237,7 +237,7 @@ def _wait(runner: Any, job_id: str) -> Any:
 def _sweep(a: argparse.Namespace) -> int:
     from distill_core import sweep
     from distill_core.data import load_dataset, load_sample
-    from distill_core.jobs import teacher_job
+    from distill_core.workflows import teacher_job
     from distill_core.runner import JobRunner
     from distill_core.store import RunStore
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill_core.config import DistillConfig, ModelSpec, RunConfig, TrainConfig
-from distill_core.data.dataset import Dataset, Split, split_dataset
+from distill_core.config import DistillConfig, ModelSpec, TrainConfig
+from distill_core.data.dataset import Split
 from distill_core.errors import ConfigError
 from distill_core.losses import KDLossOutput, kd_loss
 from distill_core.metrics import evaluate_ranking
@@ -288,44 +288,3 @@ def _loss_maker(ex: Examples) -> Callable[[Recommender, SoftLabels | None, Disti
         return loss_fn
     return make_loss
 
-
-@dataclass
-class PipelineResult:
-    dataset: Dataset
-    split: Split
-    config: RunConfig
-    teacher: TrainedModel
-    student_kd: TrainedModel
-    student_plain: TrainedModel
-
-    def report(self) -> dict[str, Any]:
-        """The JSON report of ``python -m distill_core run``."""
-        keys = ("hr@10", "ndcg@10", "recall@20", "mrr")
-        out: dict[str, Any] = {"dataset": {"name": self.dataset.name, "users": self.dataset.n_users,
-                                           "items": self.dataset.n_items,
-                                           "interactions": self.dataset.n_interactions,
-                                           "order": self.dataset.order_source},
-                               "config": self.config.to_dict()}
-        for tm in (self.teacher, self.student_kd, self.student_plain):
-            s = tm.summary()
-            s["metrics"] = {k: s["metrics"].get(k, float("nan")) for k in keys} | {
-                k: v for k, v in s["metrics"].items() if k not in keys}
-            out[tm.role] = s
-        t, kd, pl = (out[r]["metrics"]["ndcg@10"] for r in ("teacher", "student_kd", "student_plain"))
-        out["summary"] = {"param_ratio": out["student_kd"]["params"] / out["teacher"]["params"],
-                          "retention_ndcg@10": kd / t if t else float("nan"),
-                          "gain_ndcg@10": kd / pl if pl else float("nan")}
-        return out
-
-
-def run_pipeline(ds: Dataset, cfg: RunConfig, callbacks: Sequence[Callback] = (),
-                 control: TrainerControl | None = None) -> PipelineResult:
-    """Teacher, then the distilled student, then the same student without distillation."""
-    split = split_dataset(ds, cfg.split)
-    teacher = train_model(split, cfg.teacher, cfg.teacher_train, role="teacher", callbacks=callbacks,
-                          control=control)
-    kd = train_model(split, cfg.student, cfg.student_train, role="student_kd", teacher=teacher.model,
-                     distill=cfg.distill, callbacks=callbacks, control=control)
-    plain = train_model(split, cfg.student, cfg.student_train, role="student_plain",
-                        callbacks=callbacks, control=control)
-    return PipelineResult(ds, split, cfg, teacher, kd, plain)

@@ -31,7 +31,9 @@ from distill_core.data.dataset import Dataset, split_dataset
 from distill_core.distill import resolve_device
 from distill_core.errors import ConfigError
 from distill_core.runs import best_val_ndcg
-from distill_core.jobs import _config, _plain_run, _train_and_record, load_model
+from distill_core.workflows.jobs import JobFn
+from distill_core.workflows.record import (check_same_dataset, load_model, plain_run, run_config,
+                                           train_and_record)
 from distill_core.runner import JobContext
 from distill_core.store import RunRecord, RunStore
 from distill_core.trainer import TrainingError
@@ -129,9 +131,7 @@ def teacher_split(store: RunStore, teacher_run: str, ds: Dataset) -> SplitOption
     rec = store.get(teacher_run)
     if rec.kind != "teacher":
         raise ConfigError(f"run {teacher_run} is a {rec.kind} run, not a teacher")
-    if rec.dataset != ds.fingerprint:
-        raise ConfigError(f"the teacher {teacher_run} was trained on dataset '{rec.dataset_name}', not on the "
-                          f"active dataset '{ds.name}'; train a teacher on this dataset first")
+    check_same_dataset(rec, ds, "the teacher")
     return SplitOptions(**rec.config["split"])
 
 
@@ -140,7 +140,7 @@ def find_teacher(store: RunStore, ds: Dataset, spec: ModelSpec, train: TrainConf
     """The newest finished teacher stored with exactly this model, training settings (seed included) and
     split on this dataset (its fingerprint covers the interactions and the data options), whose weight
     file is there; else None."""
-    config = _config(split, spec, train, None)
+    config = run_config(split, spec, train, None)
     for rec in store.runs(dataset=ds.fingerprint, kind="teacher", status="done"):
         path = store.weights_path(rec.id) if rec.config == config else None
         if path is not None and path.is_file():
@@ -151,12 +151,12 @@ def find_teacher(store: RunStore, ds: Dataset, spec: ModelSpec, train: TrainConf
 
 def cell_config(split: SplitOptions, spec: SweepSpec, distill: DistillConfig, teacher_run: str) -> dict[str, Any]:
     """The config a cell's run is stored with: the one distill_job writes for the same settings."""
-    return _config(split, spec.student, spec.train, distill) | {"teacher": teacher_run}
+    return run_config(split, spec.student, spec.train, distill) | {"teacher": teacher_run}
 
 
 def plain_config(split: SplitOptions, spec: SweepSpec, train: TrainConfig | None = None) -> dict[str, Any]:
     """The config of a plain cell (``train``; default: the sweep's own settings, the first cell)."""
-    return _config(split, spec.student, train or spec.train, None)
+    return run_config(split, spec.student, train or spec.train, None)
 
 
 def _cell_runs(store: RunStore, ds: Dataset, configs: list[dict[str, Any]],
@@ -192,7 +192,7 @@ def _steps(store: RunStore, ds: Dataset, split: SplitOptions, spec: SweepSpec,
     return [pair for p, k in zip(zip(plain, found[0]), zip(kd, found[1])) for pair in (p, k)]
 
 
-def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -> Any:
+def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -> JobFn[dict[str, Any]]:
     """A job function training every cell of ``spec``, distilled and plain, not yet done in the store,
     plain and distilled alternately. Stop it between or during cells; a cell stopped mid-training is
     stored as cancelled and trained again by the next sweep.
@@ -222,7 +222,7 @@ def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -
             else:
                 ctx.set_phase(s.label, i, len(todo))  # the progress bar names the cell
                 try:
-                    rid = _train_and_record(ctx, store, ds, split, s.role, spec.student, s.train, s.config,
+                    rid = train_and_record(ctx, store, ds, split, s.role, spec.student, s.train, s.config,
                                             teacher=teacher if s.distill else None, distill=s.distill,
                                             parent=teacher_run if s.distill else None)
                 except TrainingError as e:  # e.g. a NaN loss at one T: recorded as failed, the others go on
@@ -302,7 +302,7 @@ def comparison(grid: pd.DataFrame, plain: pd.DataFrame) -> dict[str, Any]:
 
 def plain_record(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) -> RunRecord | None:
     """The stored plain student with the sweep's own settings (the first plain cell), if any."""
-    rid = _plain_run(store, ds, plain_config(teacher_split(store, teacher_run, ds), spec))
+    rid = plain_run(store, ds, plain_config(teacher_split(store, teacher_run, ds), spec))
     return store.get(rid) if rid is not None else None
 
 

@@ -14,7 +14,6 @@ Viewport 1400 wide; each picture is of the whole page.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -109,7 +108,7 @@ def run(url: str, out: Path, demo_timeout_s: float, distill_epochs: int) -> None
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=None, help="cap the demo's epochs (RECDISTILL_DEMO_EPOCHS)")
+    ap.add_argument("--epochs", type=int, default=None, help="cap the demo's epochs (tests/_dashboard.py)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pictures (default docs/)")
     ap.add_argument("--home", type=Path, default=None, help="run store of the app (default: a temporary folder)")
     ap.add_argument("--distill-epochs", type=int, default=3, help="epochs shown before the Distill picture")
@@ -118,12 +117,10 @@ def main() -> None:
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found (apt-get install chromium)")
     a.out.mkdir(parents=True, exist_ok=True)
-    os.environ.pop("RECDISTILL_DEMO_EPOCHS", None)  # without --epochs: the demo's own settings
-    env = {"RECDISTILL_DEMO_EPOCHS": str(a.epochs)} if a.epochs else {}
     with tempfile.TemporaryDirectory(prefix="recdistill-shots-") as tmp:
         home = a.home or Path(tmp) / "home"
         (ROOT / "artifacts").mkdir(exist_ok=True)
-        with streamlit_server(home, ROOT / "artifacts" / "screenshots_streamlit.log", env) as url:
+        with streamlit_server(home, ROOT / "artifacts" / "screenshots_streamlit.log", a.epochs or 0) as url:
             log(f"dashboard at {url}, run store {home}")
             run(url, a.out.resolve(), a.timeout, a.distill_epochs)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from distill_core import ModelSpec, RunStore, TrainConfig, load_dataset
-from distill_core.jobs import teacher_job
 from distill_core.runner import JobRunner
+from distill_core.workflows import teacher_job
 
 
 def main(home: str, data: str) -> None:

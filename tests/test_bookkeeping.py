@@ -5,29 +5,22 @@ the run store tell the same story, and nothing else stored is lost.
   a Stop after the last check comes too late, and job and run both say "done" (the job notes it).
 * Weights that cannot be written: the run is "failed" with the reason, no weight file is left, the run
   can be deleted, the other runs keep their weights.
-* Liveness: a "running" run belongs to a process known by pid and start time; a dead pid, a zombie or a
-  pid now held by another process means the run was interrupted.
+
+Whether a "running" run's process is still alive (pid and start time) is tested in test_store_liveness.py.
 """
 from __future__ import annotations
-
-import os
-import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from distill_core import history
-from distill_core import jobs as jobs_module
 from distill_core.config import DistillConfig, ModelSpec, TrainConfig
 from distill_core.errors import StoreError
-from distill_core.jobs import distill_job, teacher_job
 from distill_core.runner import JobRunner
-from distill_core.store import RunStore, process_start
+from distill_core.store import RunStore
+from distill_core.workflows import record as record_module
+from distill_core.workflows import distill_job, teacher_job
 
-from conftest import ROOT
 
 TRAIN = TrainConfig(epochs=2, batch_size=128, patience=0, device="cpu")
 DISK_FULL = OSError(28, "No space left on device")
@@ -63,13 +56,13 @@ def stop_after_epoch_1(ctx, name, p):
 
 def _wrap_train_model(monkeypatch):
     """Stop pressed after fit() returned, before the job records the run."""
-    real = jobs_module.train_model
+    real = record_module.train_model
 
     def train_then_stop(*args, **kw):
         tm = real(*args, **kw)
         kw["control"].should_stop = True
         return tm
-    monkeypatch.setattr(jobs_module, "train_model", train_then_stop)
+    monkeypatch.setattr(record_module, "train_model", train_then_stop)
 
 
 def _wrap_weight_writer(monkeypatch):
@@ -230,112 +223,3 @@ def test_finish_run_marks_the_run_failed_when_its_weights_cannot_be_written(tmp_
     rec = store.get(rid)
     assert rec.status == "failed" and "No space left on device" in rec.error and rec.history == [{"epoch": 1.0}]
     assert list((tmp_path / "weights").iterdir()) == []
-
-
-# ============================================================================= is the run's process alive?
-def _set(store: RunStore, rid: str, **cols) -> None:
-    with sqlite3.connect(store.path) as db:
-        db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?", (*cols.values(), rid))
-
-
-def _dead_pid() -> int:
-    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                       check=True)
-    return int(p.stdout)
-
-
-@pytest.fixture
-def other_process(tmp_path):
-    """A live process that opened the store at ``tmp_path`` and started a run in it: (Popen, run id)."""
-    code = ("import sys; sys.path.insert(0, %r); from distill_core.store import RunStore; "
-            "print(RunStore(%r).create_run('teacher', 'fp', 'ds', {}), flush=True); sys.stdin.read()"
-            ) % (str(ROOT), str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    rid = proc.stdout.readline().strip()
-    yield proc, rid
-    proc.stdin.close()
-    proc.wait(30)
-
-
-def test_a_run_of_a_live_process_stays_running_and_one_of_a_dead_pid_is_interrupted(tmp_path, other_process):
-    proc, live = other_process
-    store = RunStore(tmp_path)
-    mine = store.create_run("teacher", "fp", "ds", {})
-    dead = store.create_run("teacher", "fp", "ds", {})
-    _set(store, dead, pid=_dead_pid())
-    reopened = RunStore(tmp_path)
-    assert reopened.interrupted == [dead]
-    assert {r.id: r.status for r in reopened.runs()} == {live: "running", mine: "running", dead: "interrupted"}
-    assert "ended before it finished" in reopened.get(dead).error
-    assert RunStore(tmp_path).interrupted == [] and proc.poll() is None
-
-
-def test_a_pid_now_held_by_another_process_does_not_keep_a_run_running(tmp_path, other_process):
-    """The crashed process's pid reused: the pid is alive but was started at another time. Also for this
-    very process's pid (a restarted container gets the same small pid again)."""
-    proc, other = other_process
-    store = RunStore(tmp_path)
-    mine, reused_mine = store.create_run("teacher", "fp", "ds", {}), store.create_run("teacher", "fp", "ds", {})
-    assert store.get(other).status == "running" and process_start(proc.pid) is not None
-    with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT pid, pid_start FROM runs WHERE id = ?", (other,)).fetchone() == \
-            (proc.pid, process_start(proc.pid))
-    _set(store, other, pid_start=process_start(proc.pid) - 1)
-    _set(store, reused_mine, pid_start=process_start(os.getpid()) + 1)
-    reopened = RunStore(tmp_path)
-    assert sorted(reopened.interrupted) == sorted([other, reused_mine])
-    assert {r.id: r.status for r in reopened.runs()} == {other: "interrupted", reused_mine: "interrupted",
-                                                         mine: "running"}
-    assert proc.poll() is None  # the process holding the pid was never touched
-
-
-def test_a_run_of_a_zombie_process_is_interrupted(tmp_path):
-    store = RunStore(tmp_path)
-    rid = store.create_run("teacher", "fp", "ds", {})
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    try:
-        deadline = time.monotonic() + 30
-        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not reaped
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        _set(store, rid, pid=proc.pid, pid_start=process_start(proc.pid))
-        assert RunStore(tmp_path).interrupted == [rid]
-    finally:
-        proc.wait(30)
-
-
-def test_a_process_of_another_user_counts_as_alive(tmp_path, other_process, monkeypatch):
-    """``kill(pid, 0)`` on another user's process raises PermissionError: it exists, so its run runs."""
-    proc, rid = other_process
-    real_kill = os.kill
-
-    def kill(pid, sig):
-        if pid == proc.pid and sig == 0:
-            raise PermissionError(1, "Operation not permitted")
-        return real_kill(pid, sig)
-    monkeypatch.setattr("distill_core.store.os.kill", kill)
-    store = RunStore(tmp_path)
-    assert store.interrupted == [] and store.get(rid).status == "running"
-
-
-OLD_SCHEMA = """CREATE TABLE runs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, dataset TEXT NOT NULL,
-    dataset_name TEXT NOT NULL, parent TEXT, config TEXT NOT NULL, status TEXT NOT NULL, pid INTEGER,
-    started REAL NOT NULL, ended REAL, history TEXT NOT NULL DEFAULT '[]', metrics TEXT NOT NULL DEFAULT '{}',
-    info TEXT NOT NULL DEFAULT '{}', weights TEXT, error TEXT)"""
-
-
-def test_a_store_from_before_start_times_opens_and_judges_its_runs_by_pid(tmp_path, other_process):
-    proc, _ = other_process
-    home = tmp_path / "old"
-    home.mkdir()
-    with sqlite3.connect(home / "runs.sqlite") as db:
-        db.execute(OLD_SCHEMA)
-        for rid, pid in (("live", proc.pid), ("dead", _dead_pid()), ("mine", os.getpid())):
-            db.execute("INSERT INTO runs (id, kind, dataset, dataset_name, config, status, pid, started) "
-                       "VALUES (?, 'teacher', 'fp', 'ds', '{}', 'running', ?, ?)", (rid, pid, time.time()))
-    store = RunStore(home)
-    assert store.interrupted == ["dead"]
-    assert {r.id: r.status for r in store.runs()} == {"live": "running", "mine": "running", "dead": "interrupted"}
-    rid = store.create_run("teacher", "fp", "ds", {})  # new runs record their start time
-    store.finish_run(rid, "done", state_dict={"w": torch.ones(2)})
-    assert torch.equal(RunStore(home).load_weights(rid)["w"], torch.ones(2))

@@ -2,7 +2,7 @@
 
 One test: run the demo from the Overview, watch its loss chart grow, wait for it to finish, then open the
 Recommendations page from the sidebar and find the three top-K lists. The demo trains 2 epochs per model
-(``RECDISTILL_DEMO_EPOCHS``) in a private run store. Screenshots and the server's log go to ``artifacts/``.
+(``tests/_dashboard.py``) in a private run store. Screenshots and the server's log go to ``artifacts/``.
 
 Without /usr/bin/chromium (``apt-get install chromium``) the test is skipped, except where CI=true: there it fails.
 """
@@ -43,12 +43,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(home: Path, log: Path, extra_env: dict[str, str] | None = None,
-                     start_timeout_s: float = 60) -> Iterator[str]:
-    """``streamlit run app.py`` from the repository root with ``RECDISTILL_HOME=home``; yields its URL."""
+def streamlit_server(home: Path, log: Path, demo_epochs: int = 0, start_timeout_s: float = 60) -> Iterator[str]:
+    """``streamlit run app.py`` from the repository root with ``RECDISTILL_HOME=home`` and the demo capped at
+    ``demo_epochs`` per model (0: its own settings); yields its URL."""
     port = free_port()
-    env = {**os.environ, "RECDISTILL_HOME": str(home), **(extra_env or {})}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+    env = {**os.environ, "RECDISTILL_HOME": str(home)}
+    cmd = [sys.executable, str(ROOT / "tests" / "_dashboard.py"), str(demo_epochs), "--server.address", "127.0.0.1",
            "--server.headless", "true", "--server.port", str(port), "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
@@ -122,7 +122,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ARTIFACTS.mkdir(exist_ok=True)
     home = tmp_path_factory.mktemp("browser") / "home"
     log = ARTIFACTS / "browser_streamlit.log"  # the server's output, kept for a failed run
-    with streamlit_server(home, log, {"RECDISTILL_DEMO_EPOCHS": str(DEMO_EPOCHS)}) as url:
+    with streamlit_server(home, log, DEMO_EPOCHS) as url:
         yield url
 
 

@@ -1,5 +1,6 @@
-"""The Compare page's size-quality chart, read from the plotly figure: every model drawn large enough to
-see, latency as a colour with its unit, and log-axis ticks that read as numbers (20k 50k 100k)."""
+"""The charts (ui/charts.py), read from the plotly figures: the Compare page's size-quality chart (every model
+drawn large enough to see, latency as a colour with its unit, log-axis ticks that read as numbers: 20k 50k
+100k), and the live training charts' frames (each model's loss series, long series thinned to bucket means)."""
 from __future__ import annotations
 
 import re
@@ -11,6 +12,7 @@ import pytest
 
 from distill_core import compare
 from ui import charts
+
 
 # what the demo leaves on the sample: sasrec teacher, mf dim 6 students; one plain student not yet measured
 FRAME = pd.DataFrame({
@@ -102,3 +104,39 @@ def test_log_ticks_pick_round_values_in_range_and_label_them_with_units(lo, hi, 
     assert text == want
     assert vals == pytest.approx([_parse(t) for t in text])
     assert charts.human_count(1_500_000) == "1.5M" and charts.human_count(999) == "999"
+
+
+def test_step_frame_keeps_kl_and_total_only_for_the_distilled_student():
+    steps = [{"phase": "teacher", "t": 1, "ce": 7.0, "kl": 0.0, "total": 7.0},
+             {"phase": "student_kd", "t": 2, "ce": 6.0, "kl": 0.5, "total": 3.4},
+             {"phase": "student_plain", "t": 3, "ce": 6.5, "kl": 0.0, "total": 6.5}]
+    df = charts.steps_frame(steps)
+    assert sorted(zip(df["step"], df["series"], df["loss"])) == [
+        (1, "Teacher: CE (hard labels)", 7.0), (2, "Distilled student: CE (hard labels)", 6.0),
+        (2, "Distilled student: KL (soft labels)", 0.5), (2, "Distilled student: total loss", 3.4),
+        (3, "Plain student: CE (hard labels)", 6.5)]
+    assert charts.steps_frame([]).empty and charts.epochs_frame([]).empty
+    ep = charts.epochs_frame([{"phase": "student_kd", "epoch": 1.0, "val_ndcg@10": 0.1, "val_hr@10": 0.2}])
+    assert ep.to_dict("records") == [{"epoch": 1, "model": "Distilled student", "val_ndcg@10": 0.1, "val_hr@10": 0.2}]
+
+
+def test_live_loss_chart_thins_long_series_to_bucket_means_and_keeps_the_last_step():
+    """A live chart is redrawn every second: a long series is drawn as at most LIVE_POINTS bucket means,
+    whose values match numpy's means of the same buckets; short series are drawn point for point."""
+    rng = np.random.default_rng(0)
+    n = 3 * charts.LIVE_POINTS + 7
+    steps = [{"phase": "student_kd", "t": t, "ce": float(rng.uniform(5, 7)), "kl": 0.3, "total": 3.0}
+             for t in range(1, n + 1)] + [{"phase": "student_plain", "t": n + 1, "ce": 6.0, "kl": 0.0, "total": 6.0}]
+    fig = charts.loss_curves(charts.steps_frame(steps))
+    by = {d.name: d for d in fig.data}
+    ce = by["Distilled student: CE (hard labels)"]
+    assert len(ce.x) == charts.LIVE_POINTS and ce.x[-1] == n and list(ce.x) == sorted(ce.x)
+    y = np.array([s["ce"] for s in steps[:n]])
+    edges = np.linspace(0, n, charts.LIVE_POINTS + 1).round().astype(int)
+    np.testing.assert_allclose(ce.y, [y[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    assert list(by["Plain student: CE (hard labels)"].y) == [6.0] and fig.layout.yaxis.type == "log"
+    # a series keeps its colour when another phase's series come before it in the chart
+    with_teacher = charts.loss_curves(charts.steps_frame([{"phase": "teacher", "t": 0, "ce": 7.0, "kl": 0.0,
+                                                           "total": 7.0}] + steps))
+    assert {d.name: d.line.color for d in with_teacher.data if d.name in by} == {d.name: d.line.color for d in fig.data}
+    assert len({d.line.color for d in with_teacher.data}) == len(with_teacher.data)

@@ -11,9 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core import DistillConfig, ModelSpec, RunStore, TrainConfig, compare, load_sample
-from distill_core.jobs import ladder_job, teacher_job
+from distill_core.workflows import ladder_job, teacher_job
 from distill_core.runner import JobRunner
-from ui import state
+from ui import registry
 
 from conftest import ROOT
 
@@ -117,7 +117,7 @@ def test_compare_page_ladder_fills_the_chart() -> None:
         for _ in itertools.count():
             at.run()
             assert not at.exception, [e.value for e in at.exception]
-            snap = state.runner().snapshots()
+            snap = registry.runner().snapshots()
             if snap and not any(s.active for s in snap):
                 break
             assert _ < 400, "the ladder did not finish"
@@ -138,4 +138,4 @@ def test_compare_page_ladder_fills_the_chart() -> None:
         after = {r.id: r.info for r in store.runs()}
         assert all(after[k]["latency_repeats"] == 7 and after[k]["score_ms_per_1k_users"] > 0 for k in before)
     finally:
-        state.runner().shutdown()
+        registry.runner().shutdown()

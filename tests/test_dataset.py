@@ -96,3 +96,13 @@ def test_sample_shape():
     assert top10 > 0.25  # long tail: the top 10% of items take 2.5x their share
     assert pop.max() > 8 * np.median(pop)
     assert all(t and not t.startswith("item ") for t in ds.titles[:50]) and all(ds.genres[:50])
+
+
+def test_duplicates_are_collapsed_before_the_rating_threshold() -> None:
+    frame = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b"], "item_id": ["x", "y", "x", "x", "x"],
+                          "rating": [5.0, 4.0, 1.0, 1.0, 5.0], "timestamp": [1.0, 2.0, 3.0, 1.0, 4.0]})
+    raw = RawData(frame, pd.DataFrame(columns=["item_id", "title", "genres"]), "csv", "mem")
+    ds = build_dataset(raw, DataOptions(rating_threshold=4))
+    # a re-rated x down to 1 at t=3: not a positive; b re-rated x up to 5 at t=4: a positive at t=4
+    got = [(ds.user_ids[u], ds.item_ids[i], t) for u, i, t in zip(ds.users, ds.items, ds.timestamps)]
+    assert got == [("a", "y", 2.0), ("b", "x", 4.0)]

@@ -28,7 +28,7 @@ def readme_example(text: str) -> str:
 
 def test_readme_example_trains_teacher_distilled_and_plain(tmp_path: Path) -> None:
     code = readme_example((ROOT / "README.md").read_text(encoding="utf-8"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "2"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     hint = " (install the package first: pip install -e . ; scripts/test.sh does)" \

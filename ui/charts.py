@@ -5,7 +5,7 @@ with new points keeps the user's zoom.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -168,7 +168,7 @@ def human_count(n: float) -> str:
     return f"{n:g}"
 
 
-def log_ticks(lo: float, hi: float, fmt=human_count) -> tuple[list[float], list[str]]:
+def log_ticks(lo: float, hi: float, fmt: Callable[[float], str] = human_count) -> tuple[list[float], list[str]]:
     """Tick values and labels for a log axis over [lo, hi] (lo > 0): the sparsest of 1 / 1-2-5 / 1-2-3-5 /
     1..9 per decade that gives three ticks in range, so the labels read ``20k 50k 100k``, never plotly's
     bare mantissas ``2 3 4 ... 100k 2``; both ends (2 significant digits) if even 1..9 gives fewer than two."""
@@ -208,7 +208,8 @@ def size_quality(frame: pd.DataFrame, metric: str, frontier: np.ndarray) -> go.F
         fig.add_trace(go.Scatter(x=front["params"], y=front[metric], mode="lines", name="Pareto frontier",
                                  line={"dash": "dot", "color": "#2ca02c"}, hoverinfo="skip"))
     outline = {"width": 1.5, "color": "#333"}
-    for role, part in df.groupby("role", sort=False):
+    order = {role: i for i, role in enumerate(ROLE_SYMBOLS)}  # teacher, distilled, plain: in the legend too
+    for role, part in sorted(df.groupby("role", sort=False), key=lambda g: order.get(g[0], len(order))):
         symbol = ROLE_SYMBOLS.get(role, "circle")
         for measured, rows in part.groupby(part["latency"] > 0, sort=False):
             custom = np.stack([rows["model"], rows["run"], [f"{v:.1f} ms per 1,000 users" if measured else
@@ -233,5 +234,5 @@ def size_quality(frame: pd.DataFrame, metric: str, frontier: np.ndarray) -> go.F
                                               "tickvals": np.log10(c_vals).tolist(), "ticktext": c_text,
                                               "thickness": 14}},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
-    return _style(fig, "parameters (log scale)", f"test {metric}",
-                  f"{metric} vs model size (colour: scoring latency)")
+    fig = _style(fig, "parameters (log scale)", f"test {metric}", f"{metric} vs model size (colour: scoring latency)")
+    return fig.update_layout(height=HEIGHT + 80)  # room for the legend under the axis

@@ -16,7 +16,7 @@ from distill_core.runner import ProgressSnapshot
 from distill_core.runs import ROLE_LABELS, best_val_ndcg
 from distill_core.store import RunRecord
 
-from ui import charts, state
+from ui import charts, registry, session
 
 Body = Callable[[ProgressSnapshot], None]
 
@@ -25,11 +25,11 @@ def show(job_id: str | None, body: Body) -> None:
     """Draw ``body(snapshot)`` now and, while the job runs and live updates are on, every second."""
     if job_id is None:
         return
-    every = state.live_interval(state.runner().snapshot(job_id).active)
+    every = session.live_interval(registry.runner().snapshot(job_id).active)
 
     @st.fragment(run_every=every)
     def poll() -> None:
-        snap = state.runner().snapshot(job_id)
+        snap = registry.runner().snapshot(job_id)
         if snap.active and every is None:
             st.caption("Live updates are paused (sidebar); the job keeps running.")
         body(snap)
@@ -92,7 +92,7 @@ def _with_reused_plain(snap: ProgressSnapshot, epochs: pd.DataFrame) -> pd.DataF
     """Add the stored curve of a plain student the job reused instead of training it (a job that
     trains its plain student goes through the phase "student_plain"; one that reuses it does not)."""
     plain = snap.runs.get("student_plain")
-    rec = state.store().find(plain) if plain is not None and snap.phase != "student_plain" else None
+    rec = registry.store().find(plain) if plain is not None and snap.phase != "student_plain" else None
     if rec is None:  # trained by this job, or deleted since on the Run history page
         return epochs
     st.caption(f"The plain student with these settings was already stored ({plain}); it was reused.")

@@ -10,8 +10,9 @@ import streamlit as st
 from distill_core import Dataset, RecDistillError, export, history, views
 from distill_core.runs import run_label
 from distill_core.store import RunRecord
+from distill_core.workflows import same_dataset
 
-from ui import state
+from ui import registry
 
 PENDING_KEY = "history_pending_delete"  # the run whose deletion waits for confirmation
 FLASH_KEY = "history_flash"  # (kind, message) shown once after a delete
@@ -50,7 +51,7 @@ def _confirm(rid: str, students_key: str) -> None:
     with_students = bool(st.session_state.get(students_key, False))
     st.session_state.pop(PENDING_KEY, None)
     try:
-        gone = history.delete_run(state.store(), rid, with_students=with_students)
+        gone = history.delete_run(registry.store(), rid, with_students=with_students)
     except RecDistillError as e:  # a run still training, or one deleted meanwhile: nothing is lost
         st.session_state[FLASH_KEY] = ("error", f"Not deleted: {e}")
         return
@@ -65,7 +66,7 @@ def delete_panel(rec: RunRecord) -> None:
                   help="Removes the run from the store and its weight file from disk, after you confirm. "
                        "A run still training cannot be deleted.")
         return
-    students = history.students_of(state.store(), rec.id)
+    students = history.students_of(registry.store(), rec.id)
     size = f" and its weight file ({rec.weights})" if rec.weights else ""
     st.warning(f"Delete **{run_label(rec)}**{size}? This cannot be undone.")
     students_key = "history_delete_students"
@@ -91,7 +92,7 @@ def downloads(rec: RunRecord) -> None:
                          help="The run's stored config, per-epoch history (loss terms, validation NDCG@10 and "
                               "HR@10), test metrics and info (size, timings) in one JSON file.")
     if rec.weights:
-        c[1].download_button("Weights (.pt state dict)", history.weights_bytes(state.store(), rec.id),
+        c[1].download_button("Weights (.pt state dict)", history.weights_bytes(registry.store(), rec.id),
                              f"{rec.id}.pt", "application/octet-stream", key="history_download_weights",
                              icon=":material/download:", on_click="ignore",
                              help="The PyTorch state dict; load it with torch.load(path, weights_only=True) into "
@@ -104,8 +105,8 @@ def _export(rec: RunRecord, ds: Dataset) -> None:
     # read the inputs here, not as bound arguments: a value changed in the same interaction as the click
     # reaches the session state before callbacks run, but not arguments bound in the previous run
     fmt, n_users = st.session_state["history_export_format"], int(st.session_state["history_export_users"])
-    model = state.model(rec.id, ds)
-    split = state.split(ds, rec.config["split"])
+    model = registry.model(rec.id, ds)
+    split = registry.split(ds, rec.config["split"])
     meta = export.serving_meta(model, ds, rec)
     fn = export.export_onnx if fmt == "ONNX" else export.export_torchscript
     try:
@@ -120,7 +121,7 @@ def export_panel(rec: RunRecord, ds: Dataset) -> None:
     if rec.status != "done" or not rec.weights:
         st.caption(f"Only a finished run with weights can be exported (this one is {rec.status}).")
         return
-    if rec.dataset != ds.fingerprint:
+    if not same_dataset(rec, ds):
         st.info(f"This run was trained on **{rec.dataset_name}**, not on the active dataset **{ds.name}**. Load "
                 f"that dataset on the Data page to export it: the ranking check scores its users.")
         return

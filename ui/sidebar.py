@@ -5,15 +5,15 @@ import streamlit as st
 
 from distill_core.runs import model_label
 
-from ui import live, state
+from ui import live, registry, session
 
 
 def _jobs() -> None:
-    every = state.live_interval(any(s.active for s in state.runner().snapshots()))
+    every = session.live_interval(any(s.active for s in registry.runner().snapshots()))
 
     @st.fragment(run_every=every)
     def jobs() -> None:
-        running = [s for s in state.runner().snapshots() if s.active]
+        running = [s for s in registry.runner().snapshots() if s.active]
         if not running:
             st.caption("No job running.")
         for snap in running:
@@ -25,8 +25,8 @@ def _jobs() -> None:
 
 def render() -> None:
     """Draw the sidebar (called by app.py before the page runs)."""
-    ds = state.active_dataset()
-    teacher = state.latest_teacher(ds)
+    ds = session.active_dataset()
+    teacher = registry.latest_teacher(ds)
     with st.sidebar:
         st.markdown("**Active dataset**")
         st.caption(f"{ds.name} ({ds.format}): {ds.n_users:,} users, {ds.n_items:,} items, "
@@ -40,6 +40,6 @@ def render() -> None:
                        f"{teacher.info.get('params', 0):,} parameters ({teacher.id})")
         st.markdown("**Running jobs**")
         _jobs()
-        st.toggle("Pause live updates", key=state.PAUSE_KEY,
+        st.toggle("Pause live updates", key=session.PAUSE_KEY,
                   help="Stop redrawing the live charts (e.g. to zoom in on one); the jobs keep running. "
                        "Switch it off to follow them again.")

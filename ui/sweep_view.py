@@ -15,7 +15,7 @@ from distill_core import Dataset
 from distill_core import sweep
 from distill_core.runner import ProgressSnapshot
 
-from ui import live, state
+from ui import live, registry, session
 
 HEATMAP_KEY = "sweep_heatmap"
 CELL_KEY = "sweep_cell"
@@ -81,7 +81,7 @@ def _on_chart_select() -> None:
     event = st.session_state.get(HEATMAP_KEY) or {}
     runs = [r for p in (event.get("selection") or {}).get("points", []) if (r := _run_of(p))]
     if runs:
-        state.select_student(runs[0])
+        session.select_student(runs[0])
         st.session_state[CELL_KEY] = runs[0]
         st.session_state[_RERUN] = True  # the chart sits in a fragment: the page's other parts follow after
 
@@ -117,10 +117,10 @@ def body(ds: Dataset, teacher: str, spec: sweep.SweepSpec, metric: str) -> Calla
     def draw(snap: ProgressSnapshot | None) -> None:
         if snap is not None:
             live.progress(snap)
-        grid = sweep.grid_frame(state.store(), ds, teacher, spec)
-        plain = sweep.plain_frame(state.store(), ds, teacher, spec)
+        grid = sweep.grid_frame(registry.store(), ds, teacher, spec)
+        plain = sweep.plain_frame(registry.store(), ds, teacher, spec)
         _summary(grid, plain, spec.budget())
-        st.plotly_chart(heatmap(grid, metric, sweep.best_cell(grid), state.selected_student()), key=HEATMAP_KEY,
+        st.plotly_chart(heatmap(grid, metric, sweep.best_cell(grid), session.selected_student()), key=HEATMAP_KEY,
                         on_select=_on_chart_select, selection_mode="points")
         if st.session_state.pop(_RERUN, False):
             st.rerun()  # a full run, so the cell picker below shows the clicked cell
@@ -135,7 +135,7 @@ def body(ds: Dataset, teacher: str, spec: sweep.SweepSpec, metric: str) -> Calla
 
 
 def _on_cell() -> None:
-    state.select_student(st.session_state.get(CELL_KEY))
+    session.select_student(st.session_state.get(CELL_KEY))
 
 
 def cell_picker(grid: pd.DataFrame) -> str | None:
@@ -145,8 +145,8 @@ def cell_picker(grid: pd.DataFrame) -> str | None:
               for r in grid[grid["run"].notna()].to_dict("records")}
     if st.session_state.get(CELL_KEY) not in labels:
         st.session_state.pop(CELL_KEY, None)
-        if state.selected_student() in labels:
-            st.session_state[CELL_KEY] = state.selected_student()
+        if session.selected_student() in labels:
+            st.session_state[CELL_KEY] = session.selected_student()
     return st.selectbox("Open a cell's student", list(labels), index=None, format_func=labels.get, key=CELL_KEY,
                         placeholder="Choose a finished cell", on_change=_on_cell,
                         help="Selects the cell's distilled student: the Distill page (soft labels) and the "

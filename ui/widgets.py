@@ -1,4 +1,5 @@
-"""Composite widgets the pages share: picking a user, picking a stored run, ranked lists side by side."""
+"""Composite widgets the pages share: picking a user, picking a stored run, ranked lists side by side, and
+the stop of a page that needs a teacher when there is none."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,7 @@ from distill_core import views
 from distill_core.runs import Distillation, run_label
 from distill_core.store import RunRecord
 
-from ui import state
+from ui import registry, session
 
 SHARED_ALL = "background-color: #d4edda"  # in every list
 SHARED_SOME = "background-color: #fff3cd"  # in some other list
@@ -32,8 +33,20 @@ def page_link(page: str, label: str, where: DeltaGenerator | None = None) -> Non
     (where or st).page_link(page, label=label, icon=PAGE_ICONS[page])
 
 
+def require_teacher(ds: Dataset, message: str, links: Sequence[tuple[str, str]] = ()) -> list[RunRecord]:
+    """The finished teachers of ``ds`` (newest first). With none, the page says ``message`` and what to do next
+    (``links``: (page, label) pairs) and stops there."""
+    found = registry.teachers(ds)
+    if not found:
+        st.info(message)
+        for page, label in links:
+            page_link(page, label)
+        st.stop()
+    return found
+
+
 def _random_user(key: str, ds: Dataset, split: Split) -> None:
-    st.session_state[key] = str(ds.user_ids[views.random_long_tail_user(ds, split, state.new_rng())])
+    st.session_state[key] = str(ds.user_ids[views.random_long_tail_user(ds, split, session.new_rng())])
 
 
 def user_picker(ds: Dataset, split: Split, key: str) -> int | None:

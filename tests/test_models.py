@@ -1,0 +1,47 @@
+"""The model contract (distill_core.models): every family scores all items, counts its parameters as its
+formula says, and trains for one epoch; a two-tower model's context sees only the past."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distill_core.config import ModelSpec, TrainConfig
+from distill_core.distill import train_model
+from distill_core.models import build_model
+
+
+def _params_by_hand(family: str, d: int, n_users: int, n_items: int) -> int:
+    """Parameters of ``ModelSpec(family, d)`` (2 layers, 2 heads, max_len 50) counted from the model's formula."""
+    if family == "mf":  # user and item embeddings, item bias
+        return n_users * d + n_items * d + n_items
+    if family == "two_tower":  # user, history (+ padding row) and item embeddings, item bias, MLP 5d -> 2d -> 2d -> d
+        return (n_users * d + (n_items + 1) * d + n_items * d + n_items
+                + (5 * d * 2 * d + 2 * d) + (2 * d * 2 * d + 2 * d) + (2 * d * d + d))
+    # sasrec: item (+ padding row) and 50 position embeddings, item bias, per block the q/k/v and output
+    # projections, the d -> 2d -> d feed-forward and two layer norms; one final layer norm
+    block = (3 * d * d + 3 * d) + (d * d + d) + (d * 2 * d + 2 * d) + (2 * d * d + d) + 2 * 2 * d
+    return (n_items + 1) * d + 50 * d + n_items + 2 * block + 2 * d
+
+
+@pytest.mark.parametrize("family", ["mf", "two_tower", "sasrec"])
+def test_contract_and_one_epoch_smoke(tiny_split, family):
+    m = build_model(ModelSpec(family, 8), tiny_split)
+    out = m(torch.arange(5))
+    assert out.shape == (5, tiny_split.n_items)
+    assert m.n_params() == _params_by_hand(family, 8, tiny_split.n_users, tiny_split.n_items)
+    assert m.n_bytes() >= 4 * m.n_params()
+    tm = train_model(tiny_split, ModelSpec(family, 8), TrainConfig(epochs=1, device="cpu"))
+    assert len(tm.fit.history) == 1 and np.isfinite(tm.fit.history[0]["total"])
+    assert 0 <= tm.test["ndcg@10"] <= 1
+
+
+def test_two_tower_context_sees_only_the_past(tiny_split):
+    m = build_model(ModelSpec("two_tower", 8), tiny_split)
+    u = int(tiny_split.eval_users("test")[0])
+    vp, vi = tiny_split.held_out("valid")
+    tp, ti = tiny_split.held_out("test")
+    assert vi[vp[u]] not in m.history[u].tolist() or vi[vp[u]] in tiny_split.train_items[tiny_split.train_users == u]
+    m.set_context(*tiny_split.context("test"))
+    assert m.history[u, -1].item() == vi[vp[u]]  # the validation item is the newest context item
+    assert ti[tp[u]] not in m.history[u].tolist()  # the test item never is
