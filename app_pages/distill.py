@@ -18,8 +18,8 @@ st.caption("The student minimises **alpha · CE(hard labels) + (1 − alpha) · 
 
 teachers = widgets.require_teacher(
     ds, f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the Teacher page "
-        f"(sasrec, dim 64 takes about a minute on the sample; mf, dim 64 well under) or run the demo on the Overview "
-        f"page, then come back: the teacher will be listed here.",
+        f"(an mf teacher trains fastest, a sasrec teacher is usually the stronger one) or run the demo on the "
+        f"Overview page, then come back: the teacher will be listed here.",
     [("app_pages/teacher.py", "Train a teacher"), ("app_pages/overview.py", "Run the demo")])
 
 session.follow_selected_student("distill_teacher", [t.id for t in teachers], teacher=True)  # e.g. a sweep cell
@@ -53,8 +53,8 @@ family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="distill_family"
 t_spec = ModelSpec(**teacher.config["model"])
 budget = c[1].toggle("Size budget", False, key="distill_budget", persist_state="session",
                      help="Choose the student's size as a share of this teacher's parameters: the largest dim "
-                          "within it on this dataset. The same dim is a different share on another catalogue "
-                          "(mf dim 6: 0.10 of the default teacher on the sample, 0.21 on 6,040 users x 3,416 items).")
+                          "within it on this dataset. The same dim is a different share on another catalogue, since "
+                          "embedding tables grow with users and items.")
 if budget:
     ratio = c[1].number_input("Share of the teacher's parameters", 0.001, 1.0, 0.1, step=0.01, format="%.3f",
                               key="distill_ratio", persist_state="session",
@@ -70,7 +70,7 @@ else:
     dim = c[1].number_input("Student dim", 1, 1024, 6, key="distill_dim", persist_state="session",
                             help="The student's embedding width (its share of the teacher's parameters is shown "
                                  "below; or switch on Size budget to choose by share).")
-epochs = c[2].number_input("Epochs (max)", 1, 500, 30, key="distill_epochs", persist_state="session",
+epochs = c[2].number_input("Epochs (max)", 1, 500, TrainConfig().epochs, key="distill_epochs", persist_state="session",
                            help="Upper bound per student; early stopping on validation NDCG@10 (see Patience).")
 patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="distill_patience",
                              persist_state="session", help="Each student stops after this many epochs without a "
@@ -81,11 +81,10 @@ st.caption(f"Student size: {sizing.size_line(ModelSpec(family, int(dim)), t_spec
            + (f", the largest {family} student within {ratio:g} of the teacher" if budget else "") + ".")
 if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
     st.caption("A sequential teacher and an mf student (cross-family, `current` soft labels): the best alpha "
-               "and T depend on the data (in `bench/cross_family.py` validation picked alpha 0, T 1 on the sample "
-               "and alpha 0.5, T 2 on MovieLens-100k), so choose them by validation NDCG@10 on the Sweep page. "
-               "An mf student of 1/5 of the teacher's parameters (dim 12 on the sample) needed up to 60 epochs "
-               "(patience 8). "
-               "It stays one interaction behind the teacher until it is refreshed with recomputed soft labels "
+               "and T depend on the data (BENCHMARKS.md, `bench/fair.py`), so choose them by validation NDCG@10 on "
+               "the Sweep page, which tunes the plain student with the same budget. Selection is honest: validation "
+               "is scored on soft labels that did not forecast the validation item, then the student is trained "
+               "again on the full soft labels for the chosen epochs. It stays one interaction behind the teacher until it is refreshed with recomputed soft labels "
                "(README, \"Refreshing a student\").")
 
 c = st.columns([1, 1, 6])

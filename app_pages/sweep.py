@@ -16,7 +16,7 @@ st.caption("Distils the same student once per cell of an alpha × T grid and, fo
 
 teachers = widgets.require_teacher(
     ds, f"A sweep distils students from a trained teacher on **{ds.name}**, and there is none yet. Train one on the "
-        f"Teacher page (mf, dim 64 takes well under a minute on the sample) or run the demo on the Overview page, "
+        f"Teacher page (an mf teacher trains fastest) or run the demo on the Overview page, "
         f"then come back: the teacher will be listed here.")
 
 teacher = widgets.run_picker("Teacher", teachers, "sweep_teacher",
@@ -33,10 +33,10 @@ family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="sweep_family", 
 dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_state="session",
                         help="The student's embedding width; its share of the teacher's parameters on this "
                              "dataset is shown below.")
-epochs = c[2].number_input("Epochs per cell (max)", 1, 500, 30, key="sweep_epochs", persist_state="session",
+epochs = c[2].number_input("Epochs per cell (max)", 1, 500, TrainConfig().epochs, key="sweep_epochs", persist_state="session",
                            help="Upper bound per cell, with early stopping on validation NDCG@10 (see Patience). "
-                                "The Distill page's defaults (30 epochs, patience 4, lr 0.005), so its students "
-                                "count as cells.")
+                                f"The Distill page's defaults ({TrainConfig().epochs} epochs, patience {TrainConfig().patience}, "
+                                f"lr {TrainConfig().lr:g}), so its students count as cells.")
 patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="sweep_patience",
                              persist_state="session", help="A cell stops after this many epochs without a better "
                                                            "validation NDCG@10 (0: never stops early).")

@@ -1,4 +1,4 @@
-"""The process that tests/test_reliability.py kills with SIGKILL in the middle of a training run.
+"""The process that tests/test_store_liveness.py kills with SIGKILL in the middle of a training run.
 
     python tests/_kill_target.py HOME DATA_DIR
 

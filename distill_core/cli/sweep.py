@@ -1,0 +1,135 @@
+"""``python -m distill_core sweep``: one distilled student per (alpha, T) cell and the plain student over as many
+(lr, weight decay) cells (distill_core.sweep), in the run store, so the same command resumes; JSON + CSV."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
+from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, ModelSpec, RunConfig
+
+
+def add_parser(sub: Any, d: RunConfig) -> None:
+    sw = sub.add_parser("sweep", help="distil one student per (alpha, T) cell of a grid; resumable; JSON + CSV")
+    sw.add_argument("--alpha", required=True, help="alpha grid, comma-separated values in [0, 1]")
+    sw.add_argument("--temperature", required=True, help="temperature grid, comma-separated values > 0")
+    add_data_args(sw)
+    sw.add_argument("--teacher-run", help="a teacher run id in the store to reuse (else a teacher is trained)")
+    sw.add_argument("--teacher", default=d.teacher.family, choices=MODEL_FAMILIES)
+    sw.add_argument("--teacher-dim", type=int, default=d.teacher.dim)
+    sw.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
+    sw.add_argument("--teacher-epochs", type=int, default=d.teacher_train.epochs)
+    sw.add_argument("--student", default=d.student.family, choices=STUDENT_FAMILIES)
+    sw.add_argument("--student-dim", type=int, default=None, help=f"default {d.student.dim}, or see --student-ratio")
+    sw.add_argument("--student-ratio", type=float, default=None, help=RATIO_HELP)
+    sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
+                    help="maximum epochs per cell (early stopping on validation NDCG@10)")
+    sw.add_argument("--lr", type=float, default=d.student_train.lr, help="the students' Adam learning rate")
+    sw.add_argument("--patience", type=int, default=d.student_train.patience,
+                    help="epochs without a better validation NDCG@10 before a cell stops (0: never stop early)")
+    sw.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
+    sw.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"])
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sw.add_argument("--out", required=True,
+                    help="where to write sweep.json (every cell, distilled and plain, also goes to a .csv beside it)")
+
+
+def _wait(runner: Any, job_id: str) -> Any:
+    """Follow a background job on stderr until it ends (Ctrl-C stops it at the next mini-batch)."""
+    shown, rows = None, 0  # the phase last announced, epoch rows printed
+    try:
+        while True:
+            snap = runner.snapshot(job_id)
+            for m in snap.epochs_log[rows:]:  # rows first: a short phase may end between two polls
+                if m["phase"] != shown:
+                    shown = m["phase"]
+                    print(f"training {shown}", file=sys.stderr, flush=True)
+                print(f"  epoch {int(m['epoch']):3d}  total {m['total']:.4f}  kl {m['kl']:.4f}{val(m)}",
+                      file=sys.stderr, flush=True)
+            rows = len(snap.epochs_log)
+            if snap.status == "running" and snap.phase and snap.phase != shown:
+                shown = snap.phase
+                print(f"training {shown} ({snap.phase_index + 1}/{snap.n_phases})", file=sys.stderr, flush=True)
+            if not snap.active:
+                return snap
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("stopping at the next mini-batch…", file=sys.stderr, flush=True)
+        runner.cancel(job_id)
+        return runner.wait(job_id)
+
+
+def command(a: argparse.Namespace) -> int:
+    from distill_core import sweep
+    from distill_core.runner import JobRunner
+    from distill_core.store import RunStore
+    from distill_core.workflows import teacher_job
+
+    d = RunConfig()
+    # the grids are checked before anything is loaded or trained; messages name the flag
+    alphas = sweep.parse_grid(a.alpha, "alpha", "--alpha")
+    temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
+    student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, patience=a.patience, seed=a.seed,
+                            device=a.device)
+    spec = sweep.SweepSpec(alphas, temperatures, student(a, d), student_train, not a.no_t2, a.soft_labels)
+    ds = load_data(a, data_options(a))
+    store, runner = RunStore(), JobRunner()
+    teacher = a.teacher_run
+    t_spec = (ModelSpec(**store.get(teacher).config["model"]) if teacher is not None
+              else replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers))
+    spec = replace(spec, student=sized(a, spec.student, t_spec, ds))  # an impossible budget stops before training
+    if teacher is None:
+        t_train = replace(d.teacher_train, epochs=a.teacher_epochs, seed=a.seed, device=a.device)
+        teacher = sweep.find_teacher(store, ds, t_spec, t_train)  # same config, dataset and seed: its cells too
+        if teacher is not None:
+            print(f"reusing stored teacher run {teacher} (same model, training settings, seed, split and "
+                  f"dataset)", file=sys.stderr)
+        else:
+            snap = _wait(runner, runner.submit("teacher", teacher_job(ds, t_spec, t_train, store)))
+            if snap.status != "done":
+                print(f"error: the teacher {snap.status}: {snap.error or 'stopped'}", file=sys.stderr)
+                return 1
+            teacher = snap.result
+    job = sweep.sweep_job(ds, teacher, spec, store)  # refuses a missing teacher or one of another dataset
+    print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells (and as many plain cells) in "
+          f"{store.home}", file=sys.stderr)
+    snap = _wait(runner, runner.submit("sweep", job))
+    report = sweep.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
+    out = Path(a.out)
+    out.write_text(json.dumps(clean(report), indent=2))
+    _cells_table(report).to_csv(out.with_suffix(".csv"), index=False)
+    if snap.status != "done":
+        print(f"error: the sweep {snap.status}: {snap.error or 'stopped'}; the cells that finished are stored "
+              f"and the same command resumes the sweep; partial report in {out}", file=sys.stderr)
+        return 1
+    best, plain = report["best"], report["best_plain"]
+    best_text = (f"best distilled cell: alpha {best['alpha']:g}, T {best['temperature']:g}, test NDCG@10 "
+                 f"{best['ndcg@10']:.4f}" if best is not None else "no distilled cell finished")
+    plain_text = (f"best plain cell: lr {plain['lr']:g}, weight decay {plain['weight_decay']:g}, test NDCG@10 "
+                  f"{plain['ndcg@10']:.4f}" if plain is not None else "no plain cell finished")
+    gain = report["gain_ndcg@10"]
+    print(f"trained {report['trained']} run(s), reused {report['reused']} stored run(s), {len(report['failed'])} "
+          f"failed; {report['budget']}; {best_text}; {plain_text}"
+          + (f"; gain of the best distilled over the best plain cell on test NDCG@10: x{gain:.3f}"
+             if math.isfinite(gain) else "")
+          + f"; report in {out} and {out.with_suffix('.csv')}", file=sys.stderr)
+    return 0
+
+
+def _cells_table(report: dict[str, Any]) -> Any:
+    """Every cell of both sides, one row each: side (distilled | plain), its knobs, status, run, numbers."""
+    import pandas as pd
+
+    train = report["train"]
+    kd = pd.DataFrame(report["cells"]).assign(side="distilled", lr=train["lr"], weight_decay=train["weight_decay"])
+    plain = pd.DataFrame(report["plain_cells"]).assign(side="plain")
+    cols = ["side", "alpha", "temperature", "lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10",
+            "hr@10", "final_kl"]
+    return pd.concat([kd, plain], ignore_index=True).reindex(columns=cols)
