@@ -30,10 +30,10 @@ snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
 c = st.columns(4)
-alpha = c[0].slider("alpha (weight of the hard-label CE)", 0.0, 1.0, 0.5, 0.05, key="distill_alpha",
+alpha = c[0].slider("alpha (weight of the hard-label CE)", 0.0, 1.0, DistillConfig().alpha, 0.05, key="distill_alpha",
                     persist_state="session", help="1: no distillation (CE only). 0: only the teacher's soft labels "
                                                   "(KL only). The soft term gets 1 − alpha.")
-temperature = c[1].slider("Temperature T", 0.5, 20.0, 2.0, 0.5, key="distill_T", persist_state="session",
+temperature = c[1].slider("Temperature T", 0.5, 20.0, DistillConfig().temperature, 0.5, key="distill_T", persist_state="session",
                           help="Both models' logits are divided by T before the softmax of the KL term. A higher T "
                                "spreads the teacher's probability over more items; the soft labels below are "
                                "redrawn at once when you move it.")

@@ -107,7 +107,8 @@ def one_seed(ds: Any, seed: int, quick: bool, chosen: dict[str, Any] | None) -> 
                          distill=DistillConfig(d.alpha, d.temperature, soft_labels="current"))
     kd = train_model(split, spec, s_train, role="student_kd", teacher=teacher.model, distill=kd_cfg)
     for name, tm in ((f"{tag} plain, defaults", plain_def), (f"{tag} plain, tuned", plain),
-                     (f"{tag} distilled, defaults", kd_def), (f"{tag} distilled, tuned", kd)):
+                     (f"{tag} distilled, defaults (alpha {d.alpha:g}, T {d.temperature:g})", kd_def),
+                     (f"{tag} distilled, tuned", kd)):
         rows.append(_row(name, grp, tm, t_ndcg, seed))
         log(f"  {name}: ndcg@10 {tm.test['ndcg@10']:.4f}")
 
@@ -164,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = (f"distilled: {n} cells over alpha x T {ALPHAS} x {TEMPS}; plain: {n} cells over learning rate x "
               f"weight decay (plain_ladder); both chosen on validation NDCG@10 of seed {seeds[0]}, then run on "
               f"every seed")
+    d = RunConfig()
     result: dict[str, Any] = {"dataset": ds.summary(), "seeds": seeds, "quick": a.quick, "budget": budget,
+                              "defaults": {"alpha": d.distill.alpha, "T": d.distill.temperature,
+                                           "lr": d.student_train.lr, "weight_decay": d.student_train.weight_decay},
                               "refresh_epochs": REFRESH_EPOCHS, "chosen": {k: chosen[k] for k in ("kd", "plain")},
                               "choices": chosen["choices"], "kd_grid": chosen["kd_grid"],
                               "plain_grid": chosen["plain_grid"], "rows": rows, "summary": summary}

@@ -90,7 +90,11 @@ def fair(doc: dict[str, Any]) -> str:
     c = doc["chosen"]
     head = (quality(doc).split("\n")[0] + f" Chosen on the first seed's validation NDCG@10: distilled alpha "
             f"{c['kd']['alpha']:g}, T {c['kd']['T']:g} (lagged selection); plain lr {c['plain']['lr']:g}, weight "
-            f"decay {c['plain']['weight_decay']:g}. *gain* is the distilled student's test NDCG@10 over the tuned "
+            f"decay {c['plain']['weight_decay']:g}. *defaults* rows ran the defaults of their day "
+            + (f"(alpha {doc['defaults']['alpha']:g}, T {doc['defaults']['T']:g}, lr {doc['defaults']['lr']:g}). "
+               if "defaults" in doc else  # results from before fair.py recorded them, measured on 2026-12-01
+               "(alpha 0.5, T 2, lr 0.005, weight decay 0; at most 60 epochs, patience 5). ")
+            + "*gain* is the distilled student's test NDCG@10 over the tuned "
             "plain student's, computed per seed (mean, standard deviation, lowest seed). The refreshed rows are "
             f"**transductive**: after the validation interactions arrive ({doc['refresh_epochs']} epochs of "
             "fine-tuning), each soft label is the teacher's forecast for the very position that is then scored; "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distill_core import ModelSpec, RunStore, TrainConfig, cli
+from distill_core import DistillConfig, ModelSpec, RunStore, TrainConfig, cli
 from distill_core.errors import DataError
 from distill_core.models import MF
 
@@ -74,7 +74,7 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
         assert set(m["metrics"]) >= {"hr@10", "ndcg@10", "recall@20", "mrr"}
         assert m["params"] > 0 and m["bytes"] >= 4 * m["params"] and m["score_ms_per_1k_users"] > 0
     assert rep["student_kd"]["params"] == rep["student_plain"]["params"] < rep["teacher"]["params"]
-    assert rep["config"]["distill"]["alpha"] == pytest.approx(0.5)
+    assert rep["config"]["distill"]["alpha"] == pytest.approx(DistillConfig().alpha)
     assert rep["config"]["teacher_train"]["patience"] == rep["config"]["student_train"]["patience"] == 7
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from distill_core import ModelSpec, TrainConfig
+from distill_core import DistillConfig, ModelSpec, TrainConfig
 from distill_core.runner import JobRunner
 from distill_core.workflows import teacher_job
 from ui import registry
@@ -155,7 +155,8 @@ def test_two_sessions_distil_at_once_each_sees_its_own_progress_and_both_runs_ar
         assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
     ja, jb = (s.session_state[f"job:distill:{ds.fingerprint}"] for s in (a, b))
     assert ja != jb
-    label = {ja: "Student mf dim 4 (alpha 0.2, T 2)", jb: "Student mf dim 8 (alpha 0.8, T 2)"}
+    t = DistillConfig().temperature  # the page's default T, untouched by both sessions
+    label = {ja: f"Student mf dim 4 (alpha 0.2, T {t:g})", jb: f"Student mf dim 8 (alpha 0.8, T {t:g})"}
     deadline = time.monotonic() + 240
     done = set()
     while len(done) < 2:
