@@ -1,7 +1,7 @@
 """Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
 import streamlit as st
 
-from distill_core import ConfigError, ModelSpec, TrainConfig, sizing, sweep
+from distill_core import ConfigError, ModelSpec, TrainConfig, sizing, sweep, sweep_results
 from distill_core.config import STUDENT_FAMILIES
 from ui import jobs, live, registry, session, sweep_view, widgets
 
@@ -57,9 +57,9 @@ st.caption(f"Student size: {sizing.size_line(spec.student, t_spec, ds.n_users, d
 job = jobs.current_job("sweep", ds)
 snap = jobs.snapshot(job)
 running = snap is not None and snap.active
-grid = sweep.grid_frame(registry.store(), ds, teacher.id, spec)
-plain = sweep.plain_frame(registry.store(), ds, teacher.id, spec)
-todo = sweep.to_train(grid, plain)
+grid = sweep_results.grid_frame(registry.store(), ds, teacher.id, spec)
+plain = sweep_results.plain_frame(registry.store(), ds, teacher.id, spec)
+todo = sweep_results.to_train(grid, plain)
 
 c = st.columns([1, 1, 5])
 if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0,
@@ -87,5 +87,5 @@ else:
     draw(None)
 
 st.subheader("Open a cell")
-if sweep_view.cell_picker(sweep.grid_frame(registry.store(), ds, teacher.id, spec)) is not None:
+if sweep_view.cell_picker(sweep_results.grid_frame(registry.store(), ds, teacher.id, spec)) is not None:
     st.caption("The Distill page (soft labels) and the Recommendations page now show this student.")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from distill_core import ModelSpec, RunStore, TrainConfig, sweep
+from distill_core import ModelSpec, RunStore, TrainConfig, sweep, sweep_results
 from distill_core.models import MF
 from ui import registry, session
 
@@ -69,7 +69,7 @@ def test_sweep_page_runs_a_sweep_live_and_selects_a_cell_for_the_other_pages(pag
         assert not at.exception, [e.value for e in at.exception]
     at.run()
     spec = sweep.SweepSpec((0.0, 0.5), (1.0, 4.0), ModelSpec("mf", 4), TrainConfig(epochs=2, patience=1))
-    grid = sweep.grid_frame(RunStore(), tiny_ds, teacher, spec)
+    grid = sweep_results.grid_frame(RunStore(), tiny_ds, teacher, spec)
     assert (grid["status"] == "done").all()  # the cells were trained with the page's patience
     np.testing.assert_array_equal(heatmap_z(at), grid["val_ndcg@10"].to_numpy().reshape(2, 2))
     # the plain student got as many cells; the page shows the budgets and the baseline validation chose
@@ -85,7 +85,7 @@ def test_sweep_page_runs_a_sweep_live_and_selects_a_cell_for_the_other_pages(pag
     assert any(c.value.startswith(f"Student size: mf dim 4: {s_params:,} parameters, {s_params / t_params:.3f} of "
                                   f"the teacher's {t_params:,}") for c in at.caption)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    best = sweep.best_cell(grid)
+    best = sweep_results.best_cell(grid)
     star = next(t for t in figure["data"] if t.get("name") == "best cell (validation NDCG@10)")
     assert figure["layout"]["xaxis"]["ticktext"] == ["1", "4"] and figure["layout"]["yaxis"]["ticktext"] == ["0", "0.5"]
     assert (round(star["x"][0]), round(star["y"][0])) == ([1.0, 4.0].index(best["temperature"]),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core import ConfigError, ModelSpec, RunStore, TrainConfig, sweep
+from distill_core import ConfigError, ModelSpec, RunStore, TrainConfig, sweep, sweep_results
 from distill_core.config import DataOptions, SplitOptions
 from distill_core.data import build_dataset
 from distill_core.data.loaders import load_raw
@@ -112,8 +112,8 @@ def test_a_sweep_run_twice_trains_nothing_and_a_grown_grid_trains_only_its_new_c
                                           ("student_plain", LR / 2, 1e-5), ("student_plain", LR, 1e-6),
                                           ("student_plain", 2 * LR, 1e-6)])
     assert set(third["reused"]) == kd_ids | plain_ids and len(third["trained"]) == 10
-    assert set(sweep.grid_frame(store, tiny_ds, teacher, grown)["status"]) == {"done"}
-    assert set(sweep.plain_frame(store, tiny_ds, teacher, grown)["status"]) == {"done"}
+    assert set(sweep_results.grid_frame(store, tiny_ds, teacher, grown)["status"]) == {"done"}
+    assert set(sweep_results.plain_frame(store, tiny_ds, teacher, grown)["status"]) == {"done"}
 
     other = sweep.SweepSpec((0.5,), (1.0,), STUDENT, TrainConfig(epochs=1))  # other settings: not the same cell
     train_calls.clear()
@@ -135,15 +135,15 @@ def test_a_stopped_sweep_keeps_its_finished_cells_and_resumes_with_the_rest(tiny
     runner = JobRunner()
     snap = runner.wait(runner.submit("sweep", sweep.sweep_job(tiny_ds, teacher, spec, store)))
     assert snap.status == "cancelled" and calls == [(LR, 0.0), (0.0, 2.0), (2 * LR, 0.0)]
-    assert sweep.grid_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", sweep.NOT_TRAINED]
-    assert sweep.plain_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "cancelled"]
+    assert sweep_results.grid_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", sweep.NOT_TRAINED]
+    assert sweep_results.plain_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "cancelled"]
 
     calls.clear()
     resumed = run_sweep(tiny_ds, teacher, spec, store)
     assert calls == [(2 * LR, 0.0), (0.5, 2.0)]  # only the stopped plain cell and the one never started
     assert len(resumed["reused"]) == 2 and len(resumed["trained"]) == 2
-    assert sweep.grid_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "done"]
-    assert sweep.plain_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "done"]
+    assert sweep_results.grid_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "done"]
+    assert sweep_results.plain_frame(store, tiny_ds, teacher, spec)["status"].tolist() == ["done", "done"]
 
 
 # ----------------------------------------------------------------------------- the stored teacher
@@ -182,11 +182,11 @@ def ndcg10_by_hand(model, split) -> float:
 
 def test_the_grid_reports_each_cells_stored_run_and_its_numbers(tiny_ds, tiny_split, store, teacher):
     spec = sweep.SweepSpec((0.0, 1.0), (1.0, 4.0), STUDENT, EPOCHS)
-    empty = sweep.grid_frame(store, tiny_ds, teacher, spec)
+    empty = sweep_results.grid_frame(store, tiny_ds, teacher, spec)
     assert empty["status"].tolist() == [sweep.NOT_TRAINED] * 4 and empty["val_ndcg@10"].isna().all()
-    assert sweep.best_cell(empty) is None
+    assert sweep_results.best_cell(empty) is None
     run_sweep(tiny_ds, teacher, spec, store)
-    grid = sweep.grid_frame(store, tiny_ds, teacher, spec)
+    grid = sweep_results.grid_frame(store, tiny_ds, teacher, spec)
     assert list(grid.columns) == sweep.COLUMNS
     assert list(zip(grid["alpha"], grid["temperature"])) == [(0.0, 1.0), (0.0, 4.0), (1.0, 1.0), (1.0, 4.0)]
     for row in grid.to_dict("records"):
@@ -202,16 +202,16 @@ def test_the_grid_reports_each_cells_stored_run_and_its_numbers(tiny_ds, tiny_sp
     assert cell["ndcg@10"] == pytest.approx(ndcg10_by_hand(load_model(store, cell["run"], tiny_ds), tiny_split),
                                             abs=1e-9)
     # alpha = 1 drops the KL term: those cells are the plain student, trained again (same seed, same numbers)
-    plain = sweep.plain_record(store, tiny_ds, teacher, spec)
+    plain = sweep_results.plain_record(store, tiny_ds, teacher, spec)
     for row in grid[grid["alpha"] == 1.0].to_dict("records"):
         assert row["ndcg@10"] == pytest.approx(plain.metrics["ndcg@10"], abs=1e-12) and row["final_kl"] == 0.0
     assert (grid.loc[grid["alpha"] == 0.0, "final_kl"] > 0).all()
-    best = sweep.best_cell(grid)
+    best = sweep_results.best_cell(grid)
     assert best["val_ndcg@10"] == grid["val_ndcg@10"].max()
     assert best["run"] == grid.loc[grid["val_ndcg@10"].idxmax(), "run"]
 
     # the plain side: as many cells, over lr x weight decay, each its own stored run
-    pf = sweep.plain_frame(store, tiny_ds, teacher, spec)
+    pf = sweep_results.plain_frame(store, tiny_ds, teacher, spec)
     assert list(pf.columns) == sweep.PLAIN_COLUMNS and len(pf) == len(grid) == 4
     assert list(zip(pf["lr"], pf["weight_decay"])) == [(LR, 0.0), (2 * LR, 1e-5), (LR, 1e-5), (2 * LR, 0.0)]
     recs = [store.get(r) for r in pf["run"]]
@@ -227,11 +227,11 @@ def test_the_grid_reports_each_cells_stored_run_and_its_numbers(tiny_ds, tiny_sp
     chosen = recs[max(range(len(recs)), key=lambda k: (vals[k], -k))]
     kd_vals = {r: max(h["val_ndcg@10"] for h in store.get(r).history) for r in grid["run"]}
     kd_chosen = store.get(max(kd_vals, key=kd_vals.get))
-    cmp = sweep.comparison(grid, pf)
+    cmp = sweep_results.comparison(grid, pf)
     assert cmp["best_plain"]["run"] == chosen.id and cmp["best"]["run"] == kd_chosen.id
     assert cmp["gain_ndcg@10"] == pytest.approx(kd_chosen.metrics["ndcg@10"] / chosen.metrics["ndcg@10"], rel=1e-12)
     assert cmp["finished"] == {"distilled": 4, "plain": 4, "of": 4}
-    report = sweep.sweep_report(store, tiny_ds, teacher, spec)
+    report = sweep_results.sweep_report(store, tiny_ds, teacher, spec)
     assert report["best_plain"]["run"] == chosen.id and len(report["plain_cells"]) == 4
     assert report["budget"] == ("distilled: 4 cells over alpha × T; plain: 4 cells over learning rate × weight "
                                 "decay; both chosen on validation NDCG@10")

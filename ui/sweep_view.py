@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from distill_core import Dataset
-from distill_core import sweep
+from distill_core import sweep, sweep_results
 from distill_core.runner import ProgressSnapshot
 
 from ui import live, registry, session
@@ -87,7 +87,7 @@ def _on_chart_select() -> None:
 
 
 def _summary(grid: pd.DataFrame, plain: pd.DataFrame, budget: str) -> None:
-    cmp = sweep.comparison(grid, plain)
+    cmp = sweep_results.comparison(grid, plain)
     best, base, done = cmp["best"], cmp["best_plain"], cmp["finished"]
     c = st.columns(4)
     c[0].metric("Cells finished", f"{done['distilled']} / {len(grid)}",
@@ -117,10 +117,10 @@ def body(ds: Dataset, teacher: str, spec: sweep.SweepSpec, metric: str) -> Calla
     def draw(snap: ProgressSnapshot | None) -> None:
         if snap is not None:
             live.progress(snap)
-        grid = sweep.grid_frame(registry.store(), ds, teacher, spec)
-        plain = sweep.plain_frame(registry.store(), ds, teacher, spec)
+        grid = sweep_results.grid_frame(registry.store(), ds, teacher, spec)
+        plain = sweep_results.plain_frame(registry.store(), ds, teacher, spec)
         _summary(grid, plain, spec.budget())
-        st.plotly_chart(heatmap(grid, metric, sweep.best_cell(grid), session.selected_student()), key=HEATMAP_KEY,
+        st.plotly_chart(heatmap(grid, metric, sweep_results.best_cell(grid), session.selected_student()), key=HEATMAP_KEY,
                         on_select=_on_chart_select, selection_mode="points")
         if st.session_state.pop(_RERUN, False):
             st.rerun()  # a full run, so the cell picker below shows the clicked cell

@@ -67,7 +67,7 @@ def _wait(runner: Any, job_id: str) -> Any:
 
 
 def command(a: argparse.Namespace) -> int:
-    from distill_core import sweep
+    from distill_core import sweep, sweep_results
     from distill_core.runner import JobRunner
     from distill_core.store import RunStore
     from distill_core.workflows import teacher_job
@@ -101,7 +101,7 @@ def command(a: argparse.Namespace) -> int:
     print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells (and as many plain cells) in "
           f"{store.home}", file=sys.stderr)
     snap = _wait(runner, runner.submit("sweep", job))
-    report = sweep.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
+    report = sweep_results.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
     out = Path(a.out)
     out.write_text(json.dumps(clean(report), indent=2))
     _cells_table(report).to_csv(out.with_suffix(".csv"), index=False)
