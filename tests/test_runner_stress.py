@@ -117,13 +117,18 @@ def live_tensor_bytes() -> tuple[int, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # isinstance on deprecated torch.distributed aliases warns
         objects = gc.get_objects()
-    for obj in objects:
-        try:
-            if isinstance(obj, torch.Tensor):
-                n += 1
-                size += obj.element_size() * obj.nelement()
-        except Exception:  # noqa: BLE001 - some objects refuse isinstance/introspection
-            continue
+        for obj in objects:
+            try:
+                if isinstance(obj, torch.Tensor):
+                    numel = obj.nelement()
+                    # symbolic-shaped fake tensors (kept by torch's exporter caches after an ONNX export in
+                    # the same process) hold no memory: only tensors of concrete size count
+                    if not isinstance(numel, int) or obj.device.type == "meta":
+                        continue
+                    n += 1
+                    size += obj.element_size() * numel
+            except Exception:  # noqa: BLE001 - some objects refuse isinstance/introspection
+                continue
     return n, size
 
 
