@@ -208,7 +208,8 @@ def _teacher_page() -> AppTest:
 def test_requirements_lm_extends_the_base_and_keeps_torch():
     def extras(name: str) -> set[str]:
         lines = [ln.strip() for ln in (ROOT / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        assert len(lines) == 1 and lines[0].startswith("-e .["), lines
+        # the package with its extras, and torch pinned again (the pin pyproject.toml has, checked below)
+        assert len(lines) == 2 and lines[0].startswith("-e .[") and lines[1] == "torch==2.13.0", lines
         return set(lines[0][len("-e .["):].rstrip("]").split(","))
 
     assert extras("requirements-lm.txt") == extras("requirements.txt") | {"lm"}
