@@ -24,30 +24,21 @@ from _common import parser, start, table, write_json  # bench/ is on sys.path: t
 from distill_core import (DistillConfig, ModelSpec, RunConfig, TrainConfig, load_dataset, load_sample, split_dataset,
                           train_model)
 from distill_core.config import MODEL_FAMILIES
-from distill_core.models import build_model
+from distill_core import sizing
 from distill_core.refresh import REFRESH_EPOCHS, refresh_student
 
 METRICS = ("ndcg@10", "hr@10", "recall@20")
 PER_STEP_EPOCHS = 8
 
 
-def params_of(spec: ModelSpec, split: Any) -> int:
-    return build_model(spec, split).n_params()
-
-
 def mf_dim_for(target: float, split: Any) -> int:
-    """The largest mf dim whose parameter count stays at or below ``target``."""
-    dim = 1
-    while params_of(ModelSpec("mf", dim + 1), split) <= target:
-        dim += 1
-    return dim
+    """The largest mf dim whose parameter count stays at or below ``target`` (``sizing.largest_dim``)."""
+    return sizing.largest_dim(ModelSpec("mf", 1), split.n_users, split.n_items, target)
 
 
 def sasrec_dim_for(target: float, split: Any) -> int:
-    dim = 2
-    while params_of(ModelSpec("sasrec", dim + 2, layers=1), split) <= target:
-        dim += 2
-    return dim
+    """The largest one-layer sasrec dim (a multiple of its 2 heads) within ``target`` parameters."""
+    return sizing.largest_dim(ModelSpec("sasrec", 2, layers=1), split.n_users, split.n_items, target)
 
 
 def row(name: str, group: str, tm: Any, teacher_ndcg: float | None = None) -> dict[str, Any]:
