@@ -19,6 +19,7 @@ STUDENT_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec")
 SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
 SELECTIONS: tuple[str, ...] = ("auto", "lagged", "direct")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+LOSSES: tuple[str, ...] = ("auto", "full", "sampled")
 
 
 def _check(cond: bool, name: str, problem: str, value: Any) -> None:
@@ -106,6 +107,13 @@ class TrainConfig:
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping; 0 disables
     seed: int = 0
     device: str = "auto"
+    # "full": softmax over the whole catalogue; "sampled": sampled softmax with logQ correction over
+    # `negatives` items shared by a batch, drawn from q ∝ (count + 1)^negative_beta (0: uniform, 1: popularity);
+    # "auto": full up to catalogue.FULL_MAX_ITEMS items, sampled above (distill_core/catalogue.py says why)
+    loss: str = "auto"
+    negatives: int = 1024
+    negative_beta: float = 0.5
+    time_budget_s: float = 0.0  # stop after the epoch that crosses this many seconds of training; 0: no budget
 
     def __post_init__(self) -> None:
         _check(isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and 1 <= self.epochs <= 10_000,
@@ -119,6 +127,13 @@ class TrainConfig:
                self.patience)
         _check(isinstance(self.seed, int), "seed", "must be an integer", self.seed)
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}", self.device)
+        _check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}", self.loss)
+        _check(isinstance(self.negatives, int) and not isinstance(self.negatives, bool) and self.negatives >= 1,
+               "negatives", "must be an integer >= 1", self.negatives)
+        _check(_finite(self.negative_beta) and self.negative_beta >= 0, "negative_beta", "must be a number >= 0",
+               self.negative_beta)
+        _check(_finite(self.time_budget_s) and self.time_budget_s >= 0, "time_budget_s",
+               "must be a number of seconds >= 0 (0: no budget)", self.time_budget_s)
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,10 @@ class DistillConfig:
     # does; then train again on the full soft labels for the chosen number of epochs. "direct": select on
     # the run itself (inflated; kept so the bench can show what that choice scores on test).
     selection: str = "auto"
+    # The teacher's distribution is kept as its top-K items per row (plus the mass of the rest):
+    # 0 = auto (the whole distribution on the full path when the users x items table fits the soft-label
+    # cache, else catalogue.DEFAULT_TOP_K); K >= the catalogue = the whole distribution
+    soft_top_k: int = 0
 
     def __post_init__(self) -> None:
         _check(self.selection in SELECTIONS, "selection", f"must be one of {', '.join(SELECTIONS)}", self.selection)
@@ -151,6 +170,8 @@ class DistillConfig:
         _check(_finite(self.alpha) and 0 <= self.alpha <= 1, "alpha", "must be between 0 and 1", self.alpha)
         _check(_finite(self.temperature) and self.temperature > 0, "temperature",
                "must be a finite number > 0", self.temperature)
+        _check(isinstance(self.soft_top_k, int) and not isinstance(self.soft_top_k, bool) and self.soft_top_k >= 0,
+               "soft_top_k", "must be an integer >= 1 (or 0 for auto)", self.soft_top_k)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,9 @@ def _csr_mask(ptr: np.ndarray, items: np.ndarray, users: np.ndarray, n_items: in
 
 def _check_finite(scores: torch.Tensor, users: np.ndarray, name: str) -> None:
     """Refuse NaN / +-inf in a scorer's raw output (before seen items are masked with -inf)."""
-    bad = ~torch.isfinite(scores)
+    if bool(torch.isfinite(scores.sum())):  # one reduction: a NaN or inf anywhere makes the sum non-finite
+        return
+    bad = ~torch.isfinite(scores)  # the sum overflowed, or there is a bad score: look for it
     if bool(bad.any()):
         row, col = (int(v) for v in bad.nonzero()[0])
         raise ScoreError(f"{name} produced a non-finite score ({float(scores[row, col])}) for user "
@@ -82,13 +84,59 @@ def _relevant_ranks(scores: torch.Tensor, rel: torch.Tensor, max_k: int) -> tupl
     return ranks, first
 
 
+def _csr_rows(ptr: np.ndarray, items: np.ndarray, users: np.ndarray, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(row, item, slot)`` of every item of ``users`` in a CSR layout (slot: its place within its row)."""
+    counts = ptr[users + 1] - ptr[users]
+    rows = np.repeat(np.arange(len(users)), counts)
+    cols = np.concatenate([items[ptr[u]:ptr[u + 1]] for u in users]) if len(users) else np.zeros(0, np.int64)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return tuple(torch.as_tensor(a, dtype=torch.long, device=device) for a in (rows, cols, slot))  # type: ignore[return-value]
+
+
+def _rank_chunk(scores: torch.Tensor, users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
+                relevant: tuple[np.ndarray, np.ndarray], max_k: int, name: str, mrr: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """One chunk of users: ``ranks (B, R)`` and ``first (B,)`` as ``_relevant_ranks`` gives them, ``n_rel (B,)``,
+    and the top ``max_k`` items of each row (seen items excluded); ``first`` is None without ``mrr``.
+
+    The same pessimistic ranks as ``_relevant_ranks``, in a few passes over the ``(B, n_items)`` block instead
+    of a dozen: seen and relevant items are written into the scores in place (no dense masks), the relevant
+    scores gathered by index, one top-k of the rest. ``scores`` is the scorer's fresh output (a view is copied).
+    """
+    _check_finite(scores, users, name)
+    if scores._base is not None:
+        scores = scores.clone()
+    device = scores.device
+    s_rows, s_cols, _ = _csr_rows(*seen, users, device)
+    scores[s_rows, s_cols] = float("-inf")
+    r_rows, r_cols, r_slot = _csr_rows(*relevant, users, device)
+    n_rel = torch.bincount(r_rows, minlength=len(users))
+    n_max = int(n_rel.max()) if len(r_rows) else 1
+    rel_vals = scores.new_full((len(users), n_max), float("-inf"))
+    rel_vals[r_rows, r_slot] = scores[r_rows, r_cols]
+    rel_idx = torch.zeros((len(users), n_max), dtype=torch.long, device=device)
+    rel_idx[r_rows, r_slot] = r_cols
+    rel_s, order = rel_vals.sort(1, descending=True)  # (B, R)
+    scores[r_rows, r_cols] = float("-inf")  # now: the non-relevant unseen items keep their scores
+    top_v, top_i = scores.topk(max_k, dim=1)  # (B, max_k)
+    ahead = (top_v.unsqueeze(1) >= rel_s.unsqueeze(2)).sum(2)  # (B, R), at most max_k
+    ranks = ahead + torch.arange(1, n_max + 1, device=device)
+    first = torch.count_nonzero(scores >= rel_s[:, :1], dim=1) + 1 if mrr else None  # a pass of its own
+    # the rows' top max_k over all unseen items: the best of the rest's top and the relevant ones
+    cand_v, cand_i = torch.cat([rel_s, top_v], 1), torch.cat([rel_idx.gather(1, order), top_i], 1)
+    top = cand_i.gather(1, cand_v.topk(max_k, dim=1).indices)
+    return ranks, first, n_rel, top
+
+
 def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarray, np.ndarray],
                      seen: tuple[np.ndarray, np.ndarray], n_items: int, ks: tuple[int, ...] = (10, 20),
-                     chunk: int = 512, device: torch.device | str = "cpu", name: str = "model") -> dict[str, float]:
+                     chunk: int = 512, device: torch.device | str = "cpu", name: str = "model",
+                     mrr: bool = True) -> dict[str, float]:
     """Mean HR/NDCG/Recall@K, MRR and coverage@K over ``users`` (those with relevant items).
 
     Ties are pessimistic (see the module docstring); ``name`` is the model named when its scores are
-    not finite (``ScoreError``).
+    not finite (``ScoreError``). ``mrr=False`` leaves MRR out, and the pass over every score it costs.
     """
     device = torch.device(device)
     max_k = max(ks)
@@ -102,15 +150,11 @@ def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarr
     discounts = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=device, dtype=torch.float64))
     for start in range(0, len(users), chunk):
         u = users[start:start + chunk]
-        scores = scorer(torch.as_tensor(u, device=device)).double()  # (chunk, n_items)
-        _check_finite(scores, u, name)
-        scores = scores.masked_fill(_csr_mask(*seen, u, n_items, device), float("-inf"))
-        rel = _csr_mask(rel_ptr, rel_items, u, n_items, device)
-        n_rel = rel.sum(1).double()
-        ranks, first = _relevant_ranks(scores, rel, max_k)  # (chunk, R), (chunk,)
+        ranks, first, n_rel, top = _rank_chunk(scorer(torch.as_tensor(u, device=device)), u, seen, relevant,
+                                               max_k, name, mrr)
+        n_rel = n_rel.double()
         valid = torch.arange(ranks.shape[1], device=device) < n_rel.unsqueeze(1)  # slots holding an item
         gains = 1.0 / torch.log2(ranks.double() + 1)  # (chunk, R)
-        top = scores.topk(max_k, dim=1).indices  # (chunk, max_k), for coverage only
         for k in ks:
             in_top = valid & (ranks <= k)
             ideal = torch.cumsum(discounts[:k], 0)[(n_rel.clamp(max=k) - 1).long()]
@@ -118,9 +162,10 @@ def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarr
             sums[f"ndcg@{k}"] += float(((gains * in_top).sum(1) / ideal).sum())
             sums[f"recall@{k}"] += float((in_top.sum(1) / n_rel).sum())
             covered[k][top[:, :k].reshape(-1)] = True
-        sums["mrr"] += float((1.0 / first.double()).sum())
+        if first is not None:
+            sums["mrr"] += float((1.0 / first.double()).sum())
     n = max(len(users), 1)
-    out = {k: v / n for k, v in sums.items()}
+    out = {k: v / n for k, v in sums.items() if mrr or k != "mrr"}
     for k in ks:
         out[f"coverage@{k}"] = float(covered[k].sum()) / n_items
     out["users"] = float(len(users))

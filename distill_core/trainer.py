@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from distill_core import distributed
 from distill_core.config import TrainConfig
 from distill_core.errors import RecDistillError
 from distill_core.losses import KDLossOutput
@@ -101,6 +102,9 @@ class FitResult:
     cancelled: bool = False
     early_stopped: bool = False
     seconds: float = 0.0
+    # why it stopped: "patience" (no better validation for `patience` epochs), "epoch cap" (ran every epoch:
+    # with validation still improving near the end it may not have converged), "time budget", "cancelled"
+    stop_reason: str = ""
 
 
 def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | None, cfg: TrainConfig,
@@ -108,6 +112,9 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
         device: torch.device | str = "cpu") -> FitResult:
     """Train ``model`` on ``n`` examples; ``loss_fn(idx)`` computes the loss of the examples ``idx``."""
     control = control or TrainerControl()
+    dist = distributed.current()  # under torchrun: DDP on this rank's shard of each batch, rank 0 validates
+    if dist is not None:
+        loss_fn, validate = dist.wrap(model, loss_fn), dist.validate(validate)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, math.ceil(n / cfg.batch_size))
@@ -154,11 +161,21 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
             best_state = copy.deepcopy(model.state_dict())
         fire("epoch_end", epoch=epoch, epochs=cfg.epochs, metrics=row)
         if cfg.patience and epoch - res.best_epoch >= cfg.patience:
-            res.early_stopped = True
+            res.early_stopped, res.stop_reason = True, "patience"
             break
+        # rank 0's clock under torchrun (distributed.agree): every rank stops at the same epoch
+        if (cfg.time_budget_s and distributed.agree(time.perf_counter() - t0 >= cfg.time_budget_s)
+                and epoch < cfg.epochs):
+            res.stop_reason = "time budget"
+            break
+    if res.cancelled:
+        res.stop_reason = "cancelled"
+    elif not res.stop_reason:
+        res.stop_reason = "epoch cap"
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     res.seconds = time.perf_counter() - t0
-    fire("train_end", cancelled=res.cancelled, best_epoch=res.best_epoch, seconds=res.seconds)
+    fire("train_end", cancelled=res.cancelled, best_epoch=res.best_epoch, seconds=res.seconds,
+         stop_reason=res.stop_reason)
     return res

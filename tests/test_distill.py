@@ -30,9 +30,10 @@ def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch, 
     """Record every (users, targets, soft label) triple the KD loss sees during training, with the
     teacher's rows cached per user and computed per batch."""
     import distill_core.distill as dm
+    import distill_core.soft_labels as sl
 
     if cache_bytes is not None:
-        monkeypatch.setattr(dm, "CACHE_BYTES", cache_bytes)
+        monkeypatch.setattr(sl, "CACHE_BYTES", cache_bytes)
     teacher = build_model(ModelSpec("mf", 8), tiny_split)
     T = 2.0
     seen = []
@@ -46,8 +47,9 @@ def test_distillation_loss_uses_each_examples_own_user(tiny_split, monkeypatch, 
     orig = SoftLabels.log_p
     users_seen = []
     monkeypatch.setattr(SoftLabels, "log_p", lambda self, u: (users_seen.append(u.clone()), orig(self, u))[1])
+    # K = the catalogue: the dense soft labels (cached, or per batch when the cache is too small)
     train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, batch_size=64, device="cpu"),
-                teacher=teacher, distill=DistillConfig(0.5, T))
+                teacher=teacher, distill=DistillConfig(0.5, T, soft_top_k=tiny_split.n_items))
     train_pairs = set(zip(tiny_split.train_users.tolist(), tiny_split.train_items.tolist()))
     assert len(seen) == len(users_seen) > 0
     for (targets, t_logits, log_p), users in zip(seen, users_seen):

@@ -1,8 +1,11 @@
 """The one contract every recommender honours.
 
-``forward(users, seq=None)`` scores a batch of user contexts against the whole catalogue:
-``(batch,) -> (batch, n_items)`` logits. A softmax over that row is the model's distribution over the
-next item, which is what the hard CE trains and what the KD loss compares between teacher and student.
+Every family is a dot product: ``user_vectors(users, seq=None) (batch, dim)`` against
+``item_vectors(items) (m, dim) + bias (m,)``. ``forward`` scores a batch of user contexts against the
+whole catalogue: ``(batch,) -> (batch, n_items)`` logits. A softmax over that row is the model's
+distribution over the next item, which is what the hard CE trains and what the KD loss compares between
+teacher and student. Keeping the two sides apart lets a large catalogue train on sampled items only
+(``Batch.logits_at``): a batch never needs all ``n_items`` scores.
 
 *Sequential* models also read the user's recent items. ``seq`` (``(batch, max_len)``, newest last,
 left-padded with ``n_items``) gives them explicitly (training examples use the items *before* the
@@ -11,6 +14,7 @@ training and validation, plus the validation item for the test ranking).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,15 +45,41 @@ class Examples:
         return len(self.users)
 
 
+ItemVectors = Callable[[torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One batch as the loss sees it: the model's logits at the batch's ``n`` target positions."""
+    """One batch as the loss sees it: the model's hidden state at the batch's ``n`` target positions and
+    the model's item vectors, so a loss scores the whole catalogue (``logits``), or only the items it needs
+    (``logits_at``, ``row_logits``, ``target_logits``: the sampled path, which never builds ``(n, n_items)``).
+    Every logit is ``<hidden, e_i> + b_i``."""
 
-    logits: torch.Tensor  # (n, n_items)
+    hidden: torch.Tensor  # (n, dim)
+    item_vectors: ItemVectors  # items (m,) or None (all) -> (e (m, dim), b (m,)), with autograd
     targets: torch.Tensor  # (n,)
     users: torch.Tensor  # (batch,) the user of each example
     idx: torch.Tensor  # (batch,) example indices
     windows: tuple[torch.Tensor, torch.Tensor] | None = None  # window models: seq (batch, L), valid (batch, L)
+
+    def logits(self) -> torch.Tensor:
+        """Scores of every item: ``(n, n_items)``."""
+        e, b = self.item_vectors(None)
+        return torch.addmm(b, self.hidden, e.t())
+
+    def logits_at(self, items: torch.Tensor) -> torch.Tensor:
+        """Scores of items shared by the batch: ``items (m,) -> (n, m)``."""
+        e, b = self.item_vectors(items)
+        return torch.addmm(b, self.hidden, e.t())
+
+    def row_logits(self, items: torch.Tensor) -> torch.Tensor:
+        """Scores of each row's own items: ``items (n, k) -> (n, k)``."""
+        e, b = self.item_vectors(items.reshape(-1))
+        return (e.view(*items.shape, -1) @ self.hidden.unsqueeze(-1)).squeeze(-1) + b.view(items.shape)
+
+    def target_logits(self) -> torch.Tensor:
+        """Score of each row's target: ``(n,)``."""
+        return self.row_logits(self.targets.unsqueeze(1)).squeeze(1)
 
 
 def recent_history(ptr: np.ndarray, items: np.ndarray, n_items: int, length: int) -> torch.Tensor:
@@ -64,7 +94,8 @@ def recent_history(ptr: np.ndarray, items: np.ndarray, n_items: int, length: int
 
 
 class Recommender(nn.Module):
-    """Base class: subclasses set ``family`` (and ``sequential``) and implement ``forward``."""
+    """Base class: subclasses set ``family`` (and ``sequential``) and implement ``user_vectors`` and
+    ``item_vectors``."""
 
     family: str = ""
     sequential: bool = False
@@ -80,8 +111,17 @@ class Recommender(nn.Module):
             self.register_buffer("history", torch.full((n_users, self.max_len), n_items, dtype=torch.long),
                                  persistent=False)  # (n_users, max_len); context, not weights
 
+    def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError  # (batch,) [, (batch, max_len)] -> (batch, dim)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item embeddings and biases of ``items (m,)`` (None: the whole catalogue): ``(m, dim), (m,)``."""
+        raise NotImplementedError
+
     def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError  # (batch,) [, (batch, max_len)] -> (batch, n_items)
+        """``<user_vectors, e_i> + b_i`` for every item: ``(batch,) [, (batch, max_len)] -> (batch, n_items)``."""
+        e, b = self.item_vectors(None)
+        return torch.addmm(b, self.user_vectors(users, seq), e.t())
 
     def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
         """Window-trained models: next-item logits at every position, ``(batch, L) -> (batch, L, n_items)``."""
@@ -99,9 +139,10 @@ class Recommender(nn.Module):
         return batch_size
 
     def batch(self, ex: Examples, idx: torch.Tensor) -> Batch:
-        """Logits (with autograd) of examples ``idx``: ``(batch, n_items)``, one target each."""
+        """Examples ``idx`` as the loss sees them (with autograd): one target each."""
         users = ex.users[idx]
-        return Batch(self(users, ex.inputs[idx] if ex.inputs is not None else None), ex.targets[idx], users, idx)
+        h = self.user_vectors(users, ex.inputs[idx] if ex.inputs is not None else None)  # (batch, dim)
+        return Batch(h, self.item_vectors, ex.targets[idx], users, idx)
 
     def set_context(self, ptr: np.ndarray, items: np.ndarray) -> None:
         """Each user's known items (CSR, time order); id-only models ignore it."""

@@ -22,6 +22,10 @@ class MF(Recommender):
         nn.init.normal_(self.user.weight, std=0.1)
         nn.init.normal_(self.item.weight, std=0.1)
 
-    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        # (batch, dim) @ (dim, n_items) -> (batch, n_items)
-        return torch.addmm(self.item_bias, self.user(users), self.item.weight.t())
+    def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        return self.user(users)  # (batch, dim)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if items is None:
+            return self.item.weight, self.item_bias
+        return self.item(items), self.item_bias[items]

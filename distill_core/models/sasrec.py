@@ -68,11 +68,16 @@ class SASRec(Recommender):
     def batch(self, ex: Examples, idx: torch.Tensor) -> Batch:
         seq, tgt = ex.inputs[idx], ex.targets[idx]  # (batch, L) each
         valid = tgt >= 0
-        return Batch(self.forward_all(seq)[valid], tgt[valid], ex.users[idx], idx, windows=(seq, valid))
+        return Batch(self.encode(seq)[valid], self.item_vectors, tgt[valid], ex.users[idx], idx, windows=(seq, valid))
 
     def forward_all(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.encode(seq) @ self.item.weight[:-1].t() + self.item_bias  # (batch, L, n_items)
+        e, b = self.item_vectors(None)
+        return self.encode(seq) @ e.t() + b  # (batch, L, n_items)
 
-    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.encode(self._seq(users, seq))[:, -1]  # (batch, dim): the newest position
-        return torch.addmm(self.item_bias, h, self.item.weight[:-1].t())  # (batch, n_items)
+    def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(self._seq(users, seq))[:, -1]  # (batch, dim): the newest position
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if items is None:
+            return self.item.weight[:-1], self.item_bias  # without the padding row
+        return self.item(items), self.item_bias[items]

@@ -51,7 +51,12 @@ class TextItems(nn.Module):
         return self.id.weight + (F.pad(t, (0, 0, 0, 1)) if self.padding else t)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return F.embedding(idx, self.weight)  # (..., dim)
+        """Rows ``idx`` (any shape; the padding id gives the zero row) without projecting every item's text."""
+        n_items = self.text.shape[0]
+        text = self.proj(self.text[idx.clamp_max(n_items - 1)])  # (..., dim)
+        if self.padding:
+            text = text * (idx != n_items).unsqueeze(-1).to(text.dtype)
+        return self.id(idx) + text
 
 
 class TextSASRec(SASRec):
@@ -77,9 +82,13 @@ class TextMF(Recommender):
         self.item_bias = nn.Parameter(torch.zeros(n_items))
         nn.init.normal_(self.user.weight, std=0.1)
 
-    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        # (batch, dim) @ (dim, n_items) -> (batch, n_items)
-        return torch.addmm(self.item_bias, self.user(users), self.item.weight.t())
+    def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
+        return self.user(users)  # (batch, dim)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if items is None:
+            return self.item.weight, self.item_bias
+        return self.item(items), self.item_bias[items]
 
 
 def build_text_model(spec: ModelSpec, n_users: int, n_items: int, text: torch.Tensor) -> Recommender:

@@ -46,5 +46,7 @@ class TwoTower(Recommender):
         recent = emb[:, -RECENT:].flatten(1)  # (batch, RECENT * dim)
         return self.tower(torch.cat([self.user(users), emb.sum(1) / n, recent], dim=-1))  # (batch, dim)
 
-    def forward(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.addmm(self.item_bias, self.user_vectors(users, seq), self.item.weight.t())
+    def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if items is None:
+            return self.item.weight, self.item_bias
+        return self.item(items), self.item_bias[items]

@@ -1,0 +1,166 @@
+"""How a dataset trains at its size: full or sampled softmax, the K of the soft labels, chunk sizes, memory.
+
+Every per-position cost of the full path is ``O(n_items)``: the softmax of every training position, the
+teacher's soft label of every user (``users x items`` floats), every evaluation row. The sampled path costs
+``O(negatives + K)`` per position instead, so epoch time grows with the interactions, not with
+interactions x items. ``auto`` picks full up to ``FULL_MAX_ITEMS`` items: below it the full softmax is cheap
+and exact; above it the sampled path is faster at no measured loss (``bench/scale.py``, BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from distill_core.config import DistillConfig, ModelSpec, TrainConfig
+from distill_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distill_core.data.dataset import Split
+
+# bench/scale.py: at 10^4 items a sampled step is already faster than a full one, and sampled quality was
+# within the target of full on the sample and ml-100k; below about 5,000 items the full softmax costs little
+FULL_MAX_ITEMS = 5_000
+DEFAULT_TOP_K = 128
+CACHE_BYTES = 512 * 2**20  # a dense users x items soft-label table is cached up to this size
+CHUNK_BYTES = 64 * 2**20  # one chunk of (rows x n_items) floats in evaluation and soft labels
+# Validation (early stopping, every epoch) ranks at most this many (user, item) scores: every user up to
+# 5e8 / n_items users (all of them on the sample and ml-100k), else a fixed seeded sample of that many,
+# the same for every model of a dataset. Each user is still ranked against the whole catalogue; the test
+# evaluation always ranks every user. At 40,000 users x 53,000 items a full validation took about 20 s on
+# 2 cores, so 50 validations of a run would take longer than everything else together.
+VALID_CELLS = 500_000_000
+
+
+class MemoryBudgetError(ConfigError):
+    """A job would not fit in memory; raised before it starts."""
+
+
+@dataclass(frozen=True)
+class TrainPath:
+    """The resolved training path of one model on one catalogue (stored with the run)."""
+
+    loss: str  # "full" | "sampled"
+    negatives: int  # 0 on the full path
+    negative_beta: float
+    top_k: int  # K of the soft labels (n_items: the whole distribution); 0 without a teacher
+
+    def describe(self) -> str:
+        loss = ("full softmax" if self.loss == "full" else
+                f"sampled softmax ({self.negatives} negatives, q ∝ (count + 1)^{self.negative_beta:g}, logQ-corrected)")
+        return loss + (f"; soft labels top-{self.top_k}" if self.top_k else "")
+
+
+def resolve_loss(train: TrainConfig, n_items: int) -> str:
+    """``full`` or ``sampled`` for ``train.loss`` on a catalogue of ``n_items``; checks ``negatives``."""
+    loss = train.loss if train.loss != "auto" else ("full" if n_items <= FULL_MAX_ITEMS else "sampled")
+    if loss == "sampled" and train.negatives >= n_items:
+        raise ConfigError(f"negatives must be below the catalogue of {n_items} items (got {train.negatives}); "
+                          "use fewer negatives or loss='full'")
+    return loss
+
+
+def resolve_top_k(distill: DistillConfig, loss: str, n_users: int, n_items: int, cache_bytes: int | None = None) -> int:
+    """The K of the soft labels: ``distill.soft_top_k`` (at most the catalogue), or auto."""
+    cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
+    if distill.soft_top_k:
+        if distill.soft_top_k > n_items:
+            raise ConfigError(f"soft_top_k must be at most the catalogue of {n_items} items "
+                              f"(got {distill.soft_top_k})")
+        return distill.soft_top_k
+    if loss == "full" and n_users * n_items * 4 <= cache_bytes:
+        return n_items  # today's exact path: the whole distribution, cached
+    return min(DEFAULT_TOP_K, n_items)
+
+
+def resolve(train: TrainConfig, distill: DistillConfig | None, n_users: int, n_items: int) -> TrainPath:
+    loss = resolve_loss(train, n_items)
+    k = resolve_top_k(distill, loss, n_users, n_items) if distill is not None and distill.alpha < 1 else 0
+    return TrainPath(loss, train.negatives if loss == "sampled" else 0, train.negative_beta, k)
+
+
+def resolved(train: TrainConfig, distill: DistillConfig | None, path: TrainPath) -> tuple[TrainConfig, DistillConfig | None]:
+    """The configs with the path written into them (``loss``, ``soft_top_k``), as a run stores them."""
+    t = replace(train, loss=path.loss)
+    d = replace(distill, soft_top_k=path.top_k) if distill is not None and path.top_k else distill
+    return t, d
+
+
+def rows_per_chunk(n_items: int, bytes_per_cell: int = 8, budget: int = CHUNK_BYTES, most: int = 1024) -> int:
+    """Rows of a ``(rows, n_items)`` block that fit ``budget`` bytes (at least 1, at most ``most``)."""
+    return max(1, min(most, budget // max(1, n_items * bytes_per_cell)))
+
+
+def validation_users(users: np.ndarray, n_items: int, cells: int | None = None) -> np.ndarray:
+    """The validation users early stopping ranks: all when ``len(users) x n_items <= cells``, else a fixed
+    seeded sample of ``cells // n_items`` of them (sorted)."""
+    cells = VALID_CELLS if cells is None else cells
+    most = max(1, cells // max(n_items, 1))
+    if len(users) <= most:
+        return users
+    return np.sort(np.random.default_rng(0).choice(users, size=most, replace=False))
+
+
+def available_bytes() -> int | None:
+    """Memory this process may still take: MemAvailable (Linux), capped by a cgroup limit; None if unknown."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                raw = f.read().strip()
+            if raw.isdigit():
+                with open(path.replace("memory.max", "memory.current").replace("limit_in_bytes", "usage_in_bytes")) as g:
+                    used = int(g.read().strip())
+                avail = min(avail, int(raw) - used) if avail is not None else int(raw) - used
+            break
+        except OSError:
+            continue
+    return avail
+
+
+def estimate_bytes(spec: ModelSpec, train: TrainConfig, path: TrainPath, split: "Split", *,
+                   teacher_spec: ModelSpec | None = None, lagged: bool = False) -> dict[str, int]:
+    """Peak memory of training one model on ``split`` by ``path``, by part (bytes; an upper-side estimate)."""
+    n_users, n_items, n_train = split.n_users, split.n_items, len(split.train_items)
+    dim = spec.dim
+    id_rows = n_items + (n_users if spec.family in ("mf", "two_tower", "text") else 0)
+    params = id_rows * dim * 4 + spec.layers * 12 * dim * dim * 4
+    out = {"weights, gradients, Adam state and best copy": 5 * params}
+    seq_len = spec.max_len if spec.family in ("sasrec", "two_tower", "text") else 0
+    out["training examples"] = n_train * (16 + 8 * seq_len)
+    positions = train.batch_size
+    cols = n_items if path.loss == "full" else path.negatives + max(path.top_k, 1)
+    act = positions * cols * 4 * 4  # logits, softmax, gradient, one temporary
+    if spec.family == "sasrec":
+        act += positions * dim * 4 * 12 * spec.layers
+    out["one batch"] = act
+    if path.top_k:
+        per_row = n_items * 4 if path.top_k >= n_items else path.top_k * 8 + 8
+        out["soft labels"] = n_users * per_row * (2 if lagged else 1)
+        if teacher_spec is not None:
+            t_rows = n_items + (n_users if teacher_spec.family in ("mf", "two_tower", "text") else 0)
+            out["teacher weights"] = t_rows * teacher_spec.dim * 4
+    out["one evaluation chunk"] = rows_per_chunk(n_items) * n_items * 8 * 4
+    out["interaction arrays"] = n_train * 8 * 4
+    return out
+
+
+def check_memory(estimate: dict[str, int], what: str, available: int | None = None) -> None:
+    """Refuse, before anything starts, a job whose estimate exceeds the memory left (``MemoryBudgetError``)."""
+    available = available_bytes() if available is None else available
+    if os.environ.get("RECDISTILL_SKIP_MEMORY_CHECK") or available is None:
+        return
+    need = sum(estimate.values())
+    if need > available:
+        parts = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(estimate.items(), key=lambda kv: -kv[1])[:3])
+        raise MemoryBudgetError(f"{what} needs about {need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free "
+                           f"({parts}); use the sampled loss, a smaller soft_top_k, batch or model")

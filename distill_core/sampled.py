@@ -1,0 +1,185 @@
+"""Losses for large catalogues: sampled softmax with logQ correction, and KD on top-K soft labels.
+
+**Sampled softmax** with the logQ correction (importance sampling of the softmax normaliser: Bengio & Senécal,
+IEEE TNN 2008; Jean et al., ACL 2015; in recommendation Yi et al., "Sampling-Bias-Corrected Neural Modeling for
+Large Corpus Item Recommendations", RecSys 2019). Per batch, ``S`` negatives are drawn with replacement from a
+proposal ``q`` (``q_j ∝ (count_j + 1)^beta``: uniform at ``beta = 0``, popularity at 1) and shared by every row.
+Each negative's logit is corrected by the log of its expected count, ``s_j - log(S q_j)``, and a negative equal
+to the row's positive (an accidental hit) is masked, so the sum over the draws is an unbiased estimate of the
+normaliser over the other items, ``E[sum_{j in N, j != y} exp(s_j) / (S q_j)] = sum_{i != y} exp(s_i)``::
+
+    CE_sampled = -s_y + log( exp(s_y) + sum_{j in N, j != y} exp(s_j - log S q_j) )
+
+The positive is always in the set, so its term is exact and takes no correction (TensorFlow's
+``sampled_softmax_loss`` and Yi et al.'s in-batch softmax correct it too, which only changes its weight against
+the negatives by ``S q_y``; left uncorrected, CE_sampled tends to the full CE as S grows, which a test checks).
+
+**KD on top-K soft labels.** The teacher's distribution at temperature ``T`` is kept as its top-K items and
+logits per row plus two numbers: the log-normaliser over *all* items, ``lse = log sum_i exp(t_i / T)``, and the
+log of the mass outside the K, ``log_rest``. The KL is taken between the teacher and the student coarsened to
+the same K + 1 buckets (the K items, and one "rest" bucket holding everything else)::
+
+    KL_K = sum_{i in K} p_i (log p_i - log q_i)  +  p_rest (log p_rest - log q_rest)
+
+with ``p_i = exp(t_i / T - lse)`` and ``q`` the student's softmax at T. It is exact for the K items, and by the
+log-sum inequality a lower bound of the full KL whose gap is the KL *within* the rest bucket, which the teacher's
+top-K truncation cannot see anyway (the "top-K distillation" of RRD, Kang et al. CIKM 2020, and of the
+collaborative-distillation line, which keep only the teacher's top ranks; here the rest bucket also keeps the
+mass, so the student is told how much probability lies outside the K). With K = the whole catalogue the rest
+bucket is empty and KL_K is the full KL (a test pins it to 1e-6). The student's ``q_rest`` is exact on the full
+path (a log-sum-exp over the non-K items) and estimated on the sampled path from the batch's negatives by
+importance sampling, ``sum_{i not in K} exp(s_i / T) ≈ sum_{j in N, j not in K} exp(s_j / T) / (S q_j)``
+(the same logQ correction as above).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from distill_core.models.base import Batch
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """One batch's shared negatives: ``items (S,)`` and the log of each one's expected count ``log(S q_j)``."""
+
+    items: torch.Tensor  # (S,)
+    log_expected: torch.Tensor  # (S,)
+
+
+class NegativeSampler:
+    """Draws ``S`` negatives per batch from ``q_j ∝ (count_j + 1)^beta`` (seeded, so runs are reproducible)."""
+
+    def __init__(self, counts: np.ndarray, n_negatives: int, beta: float, seed: int,
+                 device: torch.device | str = "cpu") -> None:
+        w = (np.asarray(counts, dtype=np.float64) + 1.0) ** beta
+        q = w / w.sum()
+        self.n = n_negatives
+        self.log_q = torch.as_tensor(np.log(q), dtype=torch.float32, device=device)  # (n_items,)
+        self.cdf = torch.as_tensor(np.cumsum(q), dtype=torch.float64)  # inverse-CDF sampling: O(S log n) a draw
+        self.gen = torch.Generator().manual_seed(seed)
+        self.device = device
+
+    def draw(self) -> Negatives:
+        u = torch.rand(self.n, generator=self.gen, dtype=torch.float64) * self.cdf[-1]
+        items = torch.searchsorted(self.cdf, u).clamp_max(len(self.cdf) - 1).to(self.device)
+        return Negatives(items, self.log_expected(items))
+
+    def log_expected(self, items: torch.Tensor) -> torch.Tensor:
+        """``log(S q_j)`` of ``items`` (any shape)."""
+        return self.log_q[items] + float(np.log(self.n))
+
+
+def sampled_ce(b: Batch, neg: Negatives, neg_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean sampled-softmax CE of the batch's targets (formula in the module docstring): ``-> ()``.
+
+    ``neg_logits (n, S)``: the raw logits at the negatives when the caller already has them."""
+    pos = b.target_logits()  # (n,)
+    logits = (b.logits_at(neg.items) if neg_logits is None else neg_logits) - neg.log_expected  # (n, S)
+    logits = logits.masked_fill(neg.items.unsqueeze(0) == b.targets.unsqueeze(1), NEG_INF)  # accidental hits
+    return (torch.logsumexp(torch.cat([pos.unsqueeze(1), logits], 1), 1) - pos).mean()
+
+
+@dataclass(frozen=True)
+class TopK:
+    """A teacher's top-K soft labels for ``n`` rows at temperature ``T`` (see the module docstring)."""
+
+    items: torch.Tensor  # (n, K) long, best first
+    logits: torch.Tensor  # (n, K) raw teacher logits t
+    lse: torch.Tensor  # (n,) log sum_i exp(t_i / T) over the whole catalogue
+    log_rest: torch.Tensor  # (n,) log of the teacher's mass outside the K (-inf when K is the catalogue)
+
+    def __getitem__(self, rows: torch.Tensor) -> "TopK":
+        return TopK(self.items[rows], self.logits[rows], self.lse[rows], self.log_rest[rows])
+
+    def log_p(self, temperature: float) -> torch.Tensor:
+        """``log softmax(t / T)`` at the K items: ``(n, K)``."""
+        return self.logits / temperature - self.lse.unsqueeze(1)
+
+
+def top_k(logits: torch.Tensor, k: int, temperature: float) -> TopK:
+    """Top-K soft labels of full teacher logits ``(n, n_items)``; one chunk of rows at a time."""
+    vals, items = logits.topk(k, dim=1)
+    lse = torch.logsumexp(logits / temperature, 1)
+    if k == logits.shape[1]:
+        return TopK(items, vals, lse, torch.full_like(lse, NEG_INF))
+    # the rest's mass from the K's (one pass over the row fewer than a masked log-sum-exp), in float64: a
+    # rest of 1e-9 keeps its digits; a rest that rounds to 0 (or below) means "none", -inf
+    mass = 1.0 - torch.exp(vals.double() / temperature - lse.double().unsqueeze(1)).sum(1)
+    rest = torch.where(mass > 0, torch.log(mass.clamp_min(1e-300)), NEG_INF).to(lse.dtype)
+    return TopK(items, vals, lse, rest)
+
+
+def topk_kl(student_k: torch.Tensor, student_log_rest: torch.Tensor, labels: TopK, temperature: float) -> torch.Tensor:
+    """``KL_K(teacher || student)`` over the K + 1 buckets, averaged over rows (``batchmean``): ``-> ()``.
+
+    ``student_k (n, K)``: the student's raw logits at the labels' items; ``student_log_rest (n,)``:
+    ``log sum_{i not in K} exp(s_i / T)`` (exact or estimated; -inf when the K are the whole catalogue).
+    The teacher side is data (no gradient reaches the teacher).
+    """
+    z_k = student_k / temperature  # (n, K)
+    log_z = torch.logsumexp(torch.cat([z_k, student_log_rest.unsqueeze(1)], 1), 1, keepdim=True)  # (n, 1)
+    log_p = labels.log_p(temperature).detach()
+    kl_k = (log_p.exp() * (log_p - (z_k - log_z))).sum(1)  # (n,)
+    rest = labels.log_rest.detach()
+    has_rest = torch.isfinite(rest)
+    log_p_rest = torch.where(has_rest, rest, 0.0)  # 0 * log 0 = 0: no rest bucket when the K are the catalogue
+    log_q_rest = student_log_rest - log_z.squeeze(1)
+    kl_rest = torch.where(has_rest, log_p_rest.exp() * (log_p_rest - log_q_rest), 0.0)
+    return (kl_k + kl_rest).mean()
+
+
+def exact_rest(logits: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``log sum_{i not in items} exp(s_i / T)`` from full student logits ``(n, n_items)``, ``items (n, K)``."""
+    if items.shape[1] == logits.shape[1]:
+        return logits.new_full((len(logits),), NEG_INF)
+    return torch.logsumexp((logits / temperature).scatter(1, items, NEG_INF), 1)
+
+
+def sampled_rest(b: Batch, neg: Negatives, items: torch.Tensor, temperature: float,
+                 neg_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Importance-sampling estimate of ``log sum_{i not in items} exp(s_i / T)`` from the shared negatives.
+
+    ``items (n, K)`` the rows' label items; draws that are one of a row's K are left out of that row's sum.
+    ``neg_logits (n, S)``: the student's raw logits at the negatives, when the caller already has them.
+    """
+    s = b.logits_at(neg.items) if neg_logits is None else neg_logits  # (n, S)
+    srt = items.sort(1).values  # (n, K)
+    pos = torch.searchsorted(srt, neg.items.unsqueeze(0).expand(len(srt), -1).contiguous()).clamp_max(srt.shape[1] - 1)
+    in_k = srt.gather(1, pos) == neg.items.unsqueeze(0)  # (n, S)
+    terms = (s / temperature - neg.log_expected).masked_fill(in_k, NEG_INF)
+    est = torch.logsumexp(terms, 1)
+    # every draw fell inside the K (only on tiny catalogues): put the rest far below the drawn items' mass
+    floor = (s / temperature).min(1).values - 30.0
+    return torch.where(torch.isfinite(est), est, floor)
+
+
+def large_kd_loss(b: Batch, labels: TopK | None, alpha: float, temperature: float, t_squared: bool,
+                  sampler: NegativeSampler | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ce, kl, total)`` of a batch with top-K soft labels and/or the sampled softmax (see module docstring)::
+
+        total = alpha * CE + (1 - alpha) * [T^2] * KL_K
+
+    CE is the full softmax CE (``sampler`` None) or the sampled one; KL_K takes the student's rest bucket
+    exactly from its full logits or estimated from the sampler's negatives. ``labels`` None: CE alone.
+    """
+    if sampler is None:
+        logits = b.logits()  # (n, n_items)
+        ce = torch.nn.functional.cross_entropy(logits, b.targets)
+        if labels is None or alpha == 1.0:
+            return ce, ce.new_zeros(()), ce
+        kl = topk_kl(logits.gather(1, labels.items), exact_rest(logits, labels.items, temperature), labels, temperature)
+    else:
+        neg = sampler.draw()
+        neg_logits = b.logits_at(neg.items)  # (n, S), shared by the CE and the rest estimate
+        ce = sampled_ce(b, neg, neg_logits)
+        if labels is None or alpha == 1.0:
+            return ce, ce.new_zeros(()), ce
+        kl = topk_kl(b.row_logits(labels.items), sampled_rest(b, neg, labels.items, temperature, neg_logits),
+                     labels, temperature)
+    factor = temperature ** 2 if t_squared else 1.0
+    return ce, kl, alpha * ce + (1.0 - alpha) * factor * kl
