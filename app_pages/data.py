@@ -1,7 +1,8 @@
 """Data: the bundled sample by default; upload a file or load a folder; counts, charts, split, preview."""
 import streamlit as st
 
-from distill_core import views
+from distill_core import estimate, sizing, views
+from distill_core.catalogue import FULL_MAX_ITEMS
 from ui import charts, registry, session
 
 ORDER_NOTES = {"timestamps": "by timestamp (ties keep file order)", "file order": "by file order (no timestamps)"}
@@ -53,6 +54,21 @@ c[1].plotly_chart(charts.user_activity(views.user_activity(ds)), key="data_activ
 st.subheader("Split")
 st.dataframe(views.split_sizes(registry.split(ds)), hide_index=True, key="data_split")
 st.caption("Temporal leave-one-out per user; users with fewer than 3 interactions stay in training only.")
+
+st.subheader("How it will train")
+st.caption(f"With the default models. Up to {FULL_MAX_ITEMS:,} items every model trains on the full softmax and the "
+           f"student on the teacher's whole distribution; above, on a sampled softmax (logQ-corrected) and the "
+           f"teacher's top-K soft labels, so the cost per example stops growing with the catalogue. Sequence models "
+           f"read the last {sizing.auto_max_len(ds)} items. Memory is estimated before any job starts; a job that "
+           f"would not fit is refused with the estimate.")
+timing = st.session_state.get("data_timing", {}).get(ds.fingerprint)
+st.dataframe(estimate.frame(timing or estimate.plan(ds)), hide_index=True, key="data_plan")
+if st.button("Time a few training steps", key="data_time",
+             help="Trains each default model for a few steps and ranks a slice of the validation users, then "
+                  "estimates an epoch (seconds; more with other jobs running)."):
+    with st.spinner("Timing a few steps of each model…"):
+        st.session_state.setdefault("data_timing", {})[ds.fingerprint] = estimate.timed(ds)
+    st.rerun()
 
 st.subheader("Preview")
 st.dataframe(views.preview(ds, 50), hide_index=True, key="data_preview")

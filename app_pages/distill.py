@@ -1,8 +1,12 @@
 """Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
+from dataclasses import replace
+
 import streamlit as st
 
 from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, sizing, views
-from distill_core.config import SOFT_LABEL_MODES, STUDENT_FAMILIES
+from distill_core import catalogue
+from distill_core.catalogue import FULL_MAX_ITEMS
+from distill_core.config import LOSSES, SOFT_LABEL_MODES, STUDENT_FAMILIES
 from distill_core.workflows import distill_job
 from distill_core.runs import distillations, run_label
 from ui import charts, jobs, live, registry, session, widgets
@@ -77,7 +81,29 @@ patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="di
                                                            "better validation NDCG@10 (0: never stops early).")
 lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
                        persist_state="session", help="Adam's step size (both students).")
-st.caption(f"Student size: {sizing.size_line(ModelSpec(family, int(dim)), t_spec, ds.n_users, ds.n_items)}"
+with st.expander("Advanced: large catalogues", expanded=False):
+    c = st.columns(4)
+    loss = c[0].selectbox("Loss", LOSSES, key="distill_loss", persist_state="session",
+                          help=f"full: softmax over all {ds.n_items:,} items for every training position. sampled: "
+                               f"sampled softmax over negatives shared by each batch, logQ-corrected. auto: full "
+                               f"up to {FULL_MAX_ITEMS:,} items, sampled above.")
+    negatives = c[1].number_input("Negatives per batch", 1, 1_000_000, TrainConfig().negatives, key="distill_negatives",
+                                  persist_state="session", help="Sampled loss: items drawn per batch, shared by its rows.")
+    beta = c[2].number_input("Proposal beta", 0.0, 2.0, TrainConfig().negative_beta, 0.25, key="distill_beta",
+                             persist_state="session", help="Negatives are drawn ∝ (count + 1)^beta: 0 uniform, 1 by "
+                                                           "popularity. The logQ correction removes the proposal's bias.")
+    top_k = c[3].number_input("Soft labels: top-K (0 = auto)", 0, ds.n_items, 0, key="distill_top_k",
+                              persist_state="session", help="Keep the teacher's top-K items per user plus the mass of "
+                                                            "the rest (memory users × K). 0: the whole distribution "
+                                                            "where it fits, else a top-128.")
+    scale_train = TrainConfig(loss=loss, negatives=int(negatives), negative_beta=float(beta))
+    scale_distill = DistillConfig(alpha, temperature, t_squared, soft_mode, soft_top_k=int(top_k))
+    try:
+        st.caption(f"This student will train by: {catalogue.resolve(scale_train, scale_distill, ds.n_users, ds.n_items).describe()}.")
+    except ConfigError as e:
+        st.error(f"{e}. Nothing will be started until it is changed.")
+        scale_train = None
+st.caption(f"Student size: {sizing.size_line(ModelSpec(family, int(dim), max_len=t_spec.max_len), t_spec, ds.n_users, ds.n_items)}"
            + (f", the largest {family} student within {ratio:g} of the teacher" if budget else "") + ".")
 if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
     st.caption("A sequential teacher and an mf student (cross-family, `current` soft labels): the best alpha "
@@ -88,12 +114,14 @@ if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
                "(README, \"Refreshing a student\").")
 
 c = st.columns([1, 1, 6])
-if c[0].button("Train", type="primary", key="distill_train", disabled=jobs.own_job_running("distill", ds),
+if c[0].button("Train", type="primary", key="distill_train",
+               disabled=jobs.own_job_running("distill", ds) or scale_train is None,
                help="Distil the student from the teacher, then train the plain student (reused when an identical "
                     "one is stored). Runs in the background."):
-    jobs.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim)),
-                                                     TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)),
-                                                     DistillConfig(alpha, temperature, t_squared, soft_mode), registry.store()),
+    jobs.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim), max_len=t_spec.max_len),
+                                                     replace(scale_train, epochs=int(epochs), lr=float(lr),
+                                                             patience=int(patience)),
+                                                     scale_distill, registry.store()),
                    f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
                    teacher=teacher.id)
 if c[1].button("Stop", key="distill_stop", disabled=not running,
@@ -128,7 +156,8 @@ if not pairs:
 pair = next((p for p in pairs if p.student_kd.id == session.selected_student()), pairs[0] if pairs else None)
 if pair is not None:
     st.caption(f"Distilled student shown: {run_label(pair.student_kd)}")
+trained_k = ((pair.student_kd.info or {}).get("path") or {}).get("top_k") if pair is not None else None
 view = views.soft_label_view(registry.models_of(ds, teacher, pair), ds, split, user,
-                             temperature, top_n)
+                             temperature, top_n, top_k=trained_k or None)
 st.plotly_chart(charts.soft_labels(view), key="distill_soft")
 widgets.entropy_metrics(view)

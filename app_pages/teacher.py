@@ -1,7 +1,7 @@
 """Teacher: choose a model and its size, train it in the background, watch it learn."""
 import streamlit as st
 
-from distill_core import ModelSpec, RunConfig, TrainConfig, text_embed, views
+from distill_core import ModelSpec, RunConfig, TrainConfig, sizing, text_embed, views
 from distill_core.config import MODEL_FAMILIES
 from distill_core.workflows import teacher_job
 from distill_core.runs import model_label
@@ -46,10 +46,15 @@ elif family == "text" and not text_embed.is_cached(ds.titles, ds.genres, registr
                f"{text_embed.MODEL_NAME} before training (a progress bar counts the items; the time grows with "
                f"the catalogue), then cached.")
 
+max_len = sizing.auto_max_len(ds)
+if family in ("two_tower", "sasrec", "text"):
+    st.caption(f"A {family} teacher reads each user's last **{max_len}** items: the users' mean history on "
+               f"{ds.name}, rounded up to 10, within 20-200 (a longer window is mostly padding, a shorter one cuts "
+               f"off context).")
 c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
                help="Train this teacher in the background; you can switch pages meanwhile."):
-    jobs.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers)),
+    jobs.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers), max_len=max_len),
                                                      TrainConfig(epochs=int(epochs), lr=float(lr), patience=d.teacher_train.patience), registry.store()),
                    f"Teacher {family} dim {dim} on {ds.name}")
 if c[1].button("Stop", key="teacher_stop", disabled=not running,

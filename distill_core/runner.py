@@ -56,6 +56,9 @@ class ProgressSnapshot:
     error: str | None = None
     result: Any = None
     note: str | None = None  # e.g. a Stop that came after the job's last check of it
+    steps_per_s: float | None = None  # recent training speed (a moving average over about 20 steps)
+    epoch_eta_s: float | None = None  # time left in the current epoch at that speed
+    preparing: str | None = None  # what the job does before its model's first step (e.g. soft labels)
 
     @property
     def active(self) -> bool:
@@ -134,11 +137,23 @@ class _ProgressCallback:
     def __init__(self, job: _Job) -> None:
         self.job = job
         self._count = 0
+        self._last: float | None = None
+        self._rate: float | None = None
+
+    def _speed(self, step: int) -> float | None:
+        """Steps per second, a moving average (the first step of an epoch follows validation: not counted)."""
+        now = time.perf_counter()
+        if self._last is not None and step > 1:
+            r = 1.0 / max(now - self._last, 1e-9)
+            self._rate = r if self._rate is None else 0.9 * self._rate + 0.1 * r
+        self._last = now
+        return self._rate
 
     def on_event(self, name: str, payload: dict[str, Any]) -> None:
         job = self.job
         if name == "step_end":
             self._count += 1
+            rate = self._speed(payload["step"])
             with job.lock:
                 s = job.snap
                 frac_phase = ((payload["epoch"] - 1) + payload["step"] / payload["steps_per_epoch"]) / max(s.epochs, 1)
@@ -151,11 +166,15 @@ class _ProgressCallback:
                     if len(job.steps) > MAX_STEP_POINTS:
                         job.steps = job.steps[::2]
                         job.stride *= 2
+                left = (payload["steps_per_epoch"] - payload["step"]) / rate if rate else None
                 job.snap = replace(s, epoch=payload["epoch"], step=payload["step"],
                                    steps_per_epoch=payload["steps_per_epoch"], fraction=frac, eta_s=eta,
-                                   latest=latest, steps=tuple(job.steps))
+                                   latest=latest, steps=tuple(job.steps), steps_per_s=rate, epoch_eta_s=left)
+        elif name == "preparing":
+            job.update(preparing=payload["what"])
         elif name == "train_start":
-            job.update(epochs=payload["epochs"], steps_per_epoch=payload["steps_per_epoch"])
+            self._last = self._rate = None
+            job.update(epochs=payload["epochs"], steps_per_epoch=payload["steps_per_epoch"], preparing=None)
         elif name == "epoch_end":
             with job.lock:
                 row = {"phase": job.snap.phase, **payload["metrics"]}

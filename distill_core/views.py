@@ -157,12 +157,16 @@ class SoftLabelView:
     entropy: dict[str, float]  # of each full distribution over the catalogue, nats
     mass: dict[str, float]  # probability each model puts on the items shown
     models: tuple[str, ...]
+    top_k: int | None = None  # the K of the soft labels the student learnt from (None: the whole distribution)
+    top_k_mass: float | None = None  # the first model's (the teacher's) probability on its top-K items
 
 
 def soft_label_view(models: Mapping[str, Recommender], ds: Dataset, split: Split, user: int,
-                    temperature: float, top_n: int = 10) -> SoftLabelView:
+                    temperature: float, top_n: int = 10, top_k: int | None = None) -> SoftLabelView:
     """``softmax(logits / T)`` of each model for ``user`` (training context, as the soft labels of
-    training), on the union of the models' top-``top_n`` items, sorted by the first model's probability."""
+    training), on the union of the models' top-``top_n`` items, sorted by the first model's probability.
+    ``top_k``: the student learnt from the teacher's top-K soft labels; the view then marks the teacher's
+    top-K items (``in_top_k``) and says how much of its probability they hold (the rest was one bucket)."""
     DistillConfig(temperature=temperature)  # the usual message for T <= 0
     if not models:
         raise ConfigError("soft_label_view needs at least one model")
@@ -176,11 +180,17 @@ def soft_label_view(models: Mapping[str, Recommender], ds: Dataset, split: Split
     ptr, seen_items = split.context("train")
     df = pd.DataFrame({"item": shown, "item_id": ds.item_ids[shown], "title": ds.titles[shown],
                        "genres": ds.genres[shown], "seen": np.isin(shown, seen_items[ptr[user]:ptr[user + 1]])})
+    k_mass = None
+    if top_k is not None and top_k < split.n_items:
+        top = np.argsort(-first, kind="stable")[:top_k]
+        df["in_top_k"] = np.isin(shown, top)
+        k_mass = float(first[top].sum())
     for name, p in probs.items():
         df[name] = p[shown]
     return SoftLabelView(temperature=float(temperature), items=df, models=tuple(probs),
                          entropy={n: entropy(p) for n, p in probs.items()},
-                         mass={n: float(p[shown].sum()) for n, p in probs.items()})
+                         mass={n: float(p[shown].sum()) for n, p in probs.items()},
+                         top_k=top_k if k_mass is not None else None, top_k_mass=k_mass)
 
 
 def top_k_lists(models: Mapping[str, Recommender], ds: Dataset, split: Split, user: int,

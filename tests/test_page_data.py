@@ -21,7 +21,7 @@ def _stop_jobs():
 def test_data_page_loads_uploads_and_folders_and_keeps_the_dataset_on_errors(tiny_dir: Path):
     at = open_page("app_pages/data.py")
     assert metrics(at)["Users"] == "1,000" and "**ml-latest**" in caption(at, "Format detected")
-    assert [d.value.shape[0] for d in at.dataframe] == [3, 50]  # split sizes, preview
+    assert [d.value.shape[0] for d in at.dataframe] == [3, 3, 50]  # split sizes, training plan, preview
     specs = chart_specs(at)
     assert [s["layout"]["title"]["text"] for s in specs] == ["Item popularity (long tail)", "User activity"]
 
@@ -55,3 +55,27 @@ def test_data_page_says_where_each_users_order_comes_from():
     assert not at.error and metrics(at)["Interactions"] == "35"
     assert "**sequences**" in caption(at, "Format detected")
     assert caption(at, "Order within each user") == "Order within each user: by file order (no timestamps)"
+
+
+def test_data_page_says_which_path_a_large_catalogue_takes_and_times_it(tmp_path: Path):
+    """The sample trains on the full softmax; a catalogue above catalogue.FULL_MAX_ITEMS on the sampled one with
+    top-K soft labels; the timing button fills in each model's epoch estimate."""
+    from distill_core import catalogue
+    from distill_core.data.synthetic import SyntheticSpec, write
+
+    at = open_page("app_pages/data.py")
+    plan = at.dataframe[1].value
+    assert plan["training path"].str.startswith("full softmax").all()
+    assert plan["epoch (s, estimate)"].isna().all()
+
+    write(tmp_path / "big", SyntheticSpec(n_users=3000, n_items=12000, mean_activity=8))  # 6,059 items seen
+    assert catalogue.FULL_MAX_ITEMS < 6059
+    at.text_input(key="data_folder").set_value(str(tmp_path / "big")).run()
+    at.button(key="data_load").click().run()
+    assert not at.error
+    plan = at.dataframe[1].value
+    assert plan["training path"].str.startswith("sampled softmax").all()
+    assert "top-128" in plan["training path"][1] and "top-" not in plan["training path"][2]  # KD, plain
+    at.button(key="data_time").click().run()
+    plan = at.dataframe[1].value
+    assert (plan["epoch (s, estimate)"] > 0).all() and (plan["steps per epoch"] > 0).all()

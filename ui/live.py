@@ -52,10 +52,13 @@ def progress_text(snap: ProgressSnapshot) -> str:
         phase = f"{phase} ({snap.phase_index + 1}/{snap.n_phases})"
     if snap.status == "queued":
         return "waiting to start"
-    if snap.status == "running" and snap.epochs == 0:
-        return f"{phase} · preparing"
+    if snap.status == "running" and (snap.epochs == 0 or snap.preparing):
+        return f"{phase} · preparing" + (f": {snap.preparing}" if snap.preparing else "")
     if snap.status == "running":
-        return f"{phase} · epoch {snap.epoch}/{snap.epochs} · {snap.fraction:.0%} · ETA {_clock(snap.eta_s)}"
+        within = (f" · step {snap.step:,}/{snap.steps_per_epoch:,}, {snap.steps_per_s:.1f} steps/s, epoch ends in "
+                  f"{_clock(snap.epoch_eta_s)}" if snap.steps_per_s else "")
+        return (f"{phase} · epoch {snap.epoch}/{snap.epochs}{within} · {snap.fraction:.0%} · "
+                f"ETA {_clock(snap.eta_s)} at most")
     took = _clock((snap.ended or time.time()) - snap.started)
     return {"done": f"done in {took}", "cancelled": f"stopped during {phase}, epoch {snap.epoch} ({took})",
             "failed": f"failed during {phase} ({took})"}.get(snap.status, snap.status)

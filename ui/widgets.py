@@ -24,7 +24,8 @@ PAGE_ICONS = {"app_pages/overview.py": ":material/home:", "app_pages/data.py": "
               "app_pages/teacher.py": ":material/school:", "app_pages/distill.py": ":material/science:",
               "app_pages/recommendations.py": ":material/format_list_numbered:",
               "app_pages/compare.py": ":material/straighten:", "app_pages/sweep.py": ":material/grid_on:",
-              "app_pages/loss_lab.py": ":material/functions:", "app_pages/history.py": ":material/history:"}
+              "app_pages/who_gains.py": ":material/groups:", "app_pages/loss_lab.py": ":material/functions:",
+              "app_pages/history.py": ":material/history:"}
 APP_ICON = PAGE_ICONS["app_pages/distill.py"]  # the browser tab's icon
 
 
@@ -111,7 +112,12 @@ def ranked_lists(lists: Mapping[str, pd.DataFrame]) -> None:
 
 
 def entropy_metrics(view: views.SoftLabelView) -> None:
-    """Each model's entropy at T and the probability it puts on the items shown."""
+    """Each model's entropy at T and the probability it puts on the items shown (and, for top-K soft labels,
+    the teacher's mass on its top K)."""
+    if view.top_k_mass is not None:
+        st.caption(f"The distilled student learnt from the teacher's **top-{view.top_k}** soft labels: at "
+                   f"T = {view.temperature:g} they hold {view.top_k_mass:.1%} of this user's probability; the other "
+                   f"{1 - view.top_k_mass:.1%} was one \"rest\" bucket (its total kept, not how it spreads).")
     cols = st.columns(len(view.models))
     for col, name in zip(cols, view.models):
         col.metric(f"{name}: entropy", f"{view.entropy[name]:.2f} nats",

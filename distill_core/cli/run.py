@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
+from distill_core.errors import RecDistillError
+from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
+from distill_core import sizing
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DistillConfig, RunConfig, TrainConfig
 
 
@@ -33,9 +36,13 @@ def add_parser(sub: Any, d: RunConfig) -> None:
                    help=f"epochs without a better validation NDCG@10 before a model stops (default: teacher "
                         f"{d.teacher_train.patience}, students {d.student_train.patience}; 0: never stop early)")
     r.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
+    r.add_argument("--max-len", default="auto",
+                   help="recent items a sequential model reads; auto: the users' mean training interactions, "
+                        "rounded up to 10, within 20-200 (sizing.auto_max_len)")
     r.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"],
                    help="soft labels of a sequential teacher: per user after the training sequence (current) "
                         "or at each training step (per-step); auto: per-step within a family, current across")
+    add_scale_args(r, d)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", required=True, help="where to write report.json")
@@ -70,21 +77,39 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
         # "is None", not "or": --epochs 0 / --lr 0 must reach the validation, not fall back to the default
         return replace(base, epochs=base.epochs if a.epochs is None else a.epochs,
                        lr=base.lr if a.lr is None else a.lr,
-                       patience=base.patience if a.patience is None else a.patience, seed=a.seed, device=a.device)
+                       patience=base.patience if a.patience is None else a.patience, seed=a.seed, device=a.device,
+                       **scale_train(a))
 
     # every setting is checked here, before any data is read
     cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
                   student=student(a, d), teacher_train=train(d.teacher_train),
                   student_train=train(d.student_train), data=opts,
-                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels))
+                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels, soft_top_k=soft_top_k(a)))
+    if a.max_len != "auto" and not (a.max_len.isdigit() and 1 <= int(a.max_len) <= 1000):
+        raise RecDistillError(f"--max-len must be auto or an integer between 1 and 1000 (got {a.max_len!r})")
     ds = load_data(a, opts)
+    check_scale(a, ds)
+    max_len = sizing.auto_max_len(ds) if a.max_len == "auto" else int(a.max_len)
+    print(f"sequential models read the last {max_len} items" + (" (auto)" if a.max_len == "auto" else ""),
+          file=sys.stderr)
+    cfg = replace(cfg, teacher=replace(cfg.teacher, max_len=max_len), student=replace(cfg.student, max_len=max_len))
     cfg = replace(cfg, student=sized(a, cfg.student, cfg.teacher, ds))
     return run_pipeline(ds, cfg, callbacks=[_Phase(), _StderrProgress()]).report()
 
 
 def command(a: argparse.Namespace) -> int:
-    report = _run(a)
+    from distill_core import distributed
+
+    with distributed.launched(a.device) as dist:  # under torchrun: this rank of a DDP group; else None
+        report = distributed.annotate(_run(a), dist)  # config.world_size, and each rank's share of the examples
+        if dist is not None and not dist.is_main:
+            return 0  # rank 0 writes the report
     Path(a.out).write_text(json.dumps(clean(report), indent=2))
+    for role in ("teacher", "student_kd", "student_plain"):
+        r = report[role]
+        if r.get("stopped") in ("epoch cap", "time budget"):
+            print(f"warning: the {role.replace('_', ' ')} stopped on the {r['stopped']} after {r['epochs_run']} epochs "
+                  f"(best epoch {r['best_epoch']}), not on patience: it may not have converged", file=sys.stderr)
     s = report["summary"]
     print(f"teacher ndcg@10 {report['teacher']['metrics']['ndcg@10']:.4f} | distilled "
           f"{report['student_kd']['metrics']['ndcg@10']:.4f} | plain "

@@ -14,9 +14,10 @@ from typing import Any
 from distill_core.config import DistillConfig, ModelSpec, SplitOptions, TrainConfig
 from distill_core.data.dataset import Dataset, Split, split_dataset
 from distill_core.distill import TrainedModel, train_model
-from distill_core.errors import ConfigError, StoreError
+from distill_core.errors import ConfigError, RecDistillError, StoreError
 from distill_core.models import Recommender, build_model
 from distill_core.runner import JobContext
+from distill_core.segments import model_segments
 from distill_core.store import RunRecord, RunStore
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ def train_and_record(ctx: JobContext, store: RunStore, ds: Dataset, split: Split
         if tm.fit.cancelled:
             store.finish_run(rid, "cancelled", history=tm.fit.history)
         else:
-            store.finish_run(rid, "done", history=tm.fit.history, metrics=tm.test, info=run_info(tm),
-                             state_dict=tm.model.state_dict())
+            store.finish_run(rid, "done", history=tm.fit.history, metrics=tm.test,
+                             info=run_info(tm) | segment_info(tm.model, split), state_dict=tm.model.state_dict())
     except Exception as e:  # training or recording it (e.g. a full disk): the run ends failed, as the job does
         _record_failure(store, rid, f"{type(e).__name__}: {e}")
         raise
@@ -73,7 +74,18 @@ def run_info(tm: TrainedModel) -> dict[str, Any]:
             "best_epoch": s["best_epoch"], "score_ms_per_1k_users": s["score_ms_per_1k_users"],
             "family": tm.spec.family, "dim": tm.spec.dim, "device": str(next(tm.model.parameters()).device),
             "soft_labels": tm.distill.soft_labels if tm.distill is not None else None,
-            "selection": tm.distill.selection if tm.distill is not None else None}
+            "selection": tm.distill.selection if tm.distill is not None else None,
+            "epochs_run": s["epochs_run"], "stopped": s["stopped"], "path": s["path"], "path_text": s["path_text"]}
+
+
+def segment_info(model: Recommender, split: Split) -> dict[str, Any]:
+    """``{"segments": ...}`` of a finished model (``segments.model_segments``), or nothing when they cannot be
+    computed: the run is kept either way, and the Who gains page computes them from its weights later."""
+    try:
+        return {"segments": model_segments(model, split).summary}
+    except (RecDistillError, ValueError, RuntimeError):
+        log.exception("segments of a finished %s model could not be computed", model.family)
+        return {}
 
 
 def run_config(split: SplitOptions, spec: ModelSpec, train: TrainConfig, distill: DistillConfig | None) -> dict[str, Any]:
