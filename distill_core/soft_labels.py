@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import torch
 
-from distill_core.catalogue import CACHE_BYTES, rows_per_chunk
+from distill_core.catalogue import CACHE_BYTES, CHUNK_BYTES, rows_per_chunk
 from distill_core.data.dataset import Split
 from distill_core.errors import ConfigError
 from distill_core.models import Recommender
 from distill_core.models.base import Batch
-from distill_core.sampled import TopK
+from distill_core.sampled import TopK, top_k_blocked
 from distill_core.sampled import top_k as topk_of
+
+
+ROWS = 1024  # users per block of the top-K table
 
 
 def soft_label_mode(teacher: Recommender, student: Recommender, requested: str = "auto") -> str:
@@ -70,8 +73,15 @@ class SoftLabels:
         self.table: TopK | None = None  # top-K rows of every user (current mode)
         step = rows_per_chunk(n_items)
         if mode == "current" and self.k is not None:
-            parts = [topk_of(teacher.score_all(torch.arange(s, min(s + step, split.n_users), device=device)),
-                           self.k, temperature) for s in range(0, split.n_users, step)]
+            # 1,024 users at a time against blocks of items (sampled.top_k_blocked): the item table is read
+            # once per 1,024 users, and no block is larger than CHUNK_BYTES
+            e, bias = teacher.item_vectors(None)
+            block = max(self.k, CHUNK_BYTES // (4 * ROWS))
+            parts = []
+            with torch.no_grad():
+                for s in range(0, split.n_users, ROWS):
+                    h = teacher.user_vectors(torch.arange(s, min(s + ROWS, split.n_users), device=device))
+                    parts.append(top_k_blocked(h, e, bias, self.k, temperature, block))
             self.table = TopK(torch.cat([p.items for p in parts]).int(), torch.cat([p.logits for p in parts]),
                               torch.cat([p.lse for p in parts]), torch.cat([p.log_rest for p in parts]))
         elif mode == "current" and split.n_users * n_items * 4 <= cache_bytes:
@@ -141,10 +151,7 @@ class SoftLabels:
     @torch.no_grad()
     def _top_of(self, hidden: torch.Tensor, k: int) -> TopK:
         e, bias = self.teacher.item_vectors(None)
-        step = rows_per_chunk(len(bias))
-        parts = [topk_of(torch.addmm(bias, hidden[s:s + step], e.t()), k, self.temperature)
-                 for s in range(0, len(hidden), step)]
-        return TopK(*(torch.cat([getattr(p, f) for p in parts]) for f in ("items", "logits", "lse", "log_rest")))
+        return top_k_blocked(hidden, e, bias, k, self.temperature, max(k, CHUNK_BYTES // (4 * max(len(hidden), 1))))
 
     @torch.no_grad()
     def window_logits(self, users: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from distill_core.config import DistillConfig
 from distill_core.losses import kd_kl, kd_loss
 from distill_core.models.base import Batch
-from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, sampled_ce,
+from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, sampled_ce, top_k_blocked,
                                   sampled_rest, top_k, topk_kl)
 
 
@@ -164,3 +164,32 @@ def test_large_loss_alpha_ends(alpha):
     sampler = NegativeSampler(np.ones(30), 10, 0.0, seed=0)
     ce, kl, total = large_kd_loss(b, labels, alpha, 1.0, True, sampler)
     assert torch.equal(total, ce) if alpha == 1.0 else torch.equal(total, kl)
+
+
+def test_top_k_blocked_equals_top_k_of_the_full_logits():
+    g = torch.Generator().manual_seed(8)
+    h, e, bias = torch.randn(7, 5, generator=g), torch.randn(103, 5, generator=g), torch.randn(103, generator=g)
+    ref = top_k(torch.addmm(bias, h, e.t()), 10, 1.5)
+    for block in (10, 17, 64, 500):
+        got = top_k_blocked(h, e, bias, 10, 1.5, block)
+        assert torch.equal(got.items, ref.items)
+        for f in ("logits", "lse", "log_rest"):
+            torch.testing.assert_close(getattr(got, f), getattr(ref, f))
+    full = top_k_blocked(h, e, bias, 103, 1.5, 17)
+    assert torch.isinf(full.log_rest).all() and torch.equal(full.items.sort(1).values, torch.arange(103).expand(7, -1))
+
+
+def test_soft_labels_top_k_table_is_the_teachers_top_k_per_user(tiny_split):
+    from distill_core.config import ModelSpec
+    from distill_core.models import build_model
+    from distill_core.soft_labels import SoftLabels
+
+    teacher = build_model(ModelSpec("mf", 8), tiny_split)
+    soft = SoftLabels(teacher, tiny_split, temperature=2.0, top_k=5)
+    users = torch.tensor([4, 0, 4, 9])
+    ref = top_k(teacher.score_all(users), 5, 2.0)
+    got = soft.table[users]
+    assert torch.equal(got.items.long(), ref.items)
+    torch.testing.assert_close(got.lse, ref.lse)
+    torch.testing.assert_close(got.log_rest, ref.log_rest)
+    assert soft.nbytes() < tiny_split.n_users * tiny_split.n_items * 4

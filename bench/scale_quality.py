@@ -1,0 +1,93 @@
+"""Does the large-catalogue path cost quality? Sampled vs full softmax for the teacher, top-K vs full KD for the
+student, on catalogues small enough for both (issue 16).
+
+    .venv/bin/python bench/scale_quality.py                      # the sample, 3 seeds
+    .venv/bin/python bench/scale_quality.py --data /tmp/ml-100k  # any dataset the loaders read
+    .venv/bin/python bench/scale_quality.py --quick              # 1 seed, few epochs: a smoke run
+
+Per seed, with the default models and protocol (sasrec teacher dim 64, 2 layers, max_len 50; the largest MF
+within 1/10 of its parameters; alpha 0.25, T 1, lagged selection, early stopping on validation NDCG@10):
+
+* **teacher, full**: softmax over the whole catalogue; **teacher, sampled**: ``NEGATIVES`` negatives per batch
+  (a small share of these catalogues, so the test is not trivially close to full), q ∝ (count + 1)^0.5, logQ;
+* **student, full KD** from the full teacher: full softmax, the teacher's whole distribution;
+  **student, top-K KD** from the same teacher: the whole large-catalogue path, sampled softmax with
+  ``NEGATIVES`` negatives and the teacher's top-``TOP_K`` soft labels plus the rest's mass.
+
+Each variant gets the same budget (the same epochs cap, patience and seeds). Ratios are per seed (variant /
+full), then mean, std and the lowest seed. Writes ``bench/results/scale_quality[-NAME].json``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from _common import start, table, write_json
+from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
+from quality import dataset_and_seeds, dataset_parser, log, mf_dim_for
+
+NEGATIVES = 256
+TOP_K = 128
+
+
+def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
+    cfg = RunConfig().with_seed(seed)
+    split = split_dataset(ds, cfg.split)
+    t_spec = replace(cfg.teacher, max_len=50)
+    t_train = replace(cfg.teacher_train, epochs=2 if quick else cfg.teacher_train.epochs)
+    s_train = replace(cfg.student_train, epochs=2 if quick else cfg.student_train.epochs)
+    rows = []
+
+    def add(name: str, tm: Any) -> Any:
+        rows.append({"model": name, "seed": seed, "ndcg@10": tm.test["ndcg@10"], "hr@10": tm.test["hr@10"],
+                     "epochs_run": len(tm.fit.history), "best_epoch": tm.fit.best_epoch,
+                     "train_seconds": round(tm.fit.seconds, 1), "path": tm.path.describe()})
+        log(f"  seed {seed} {name}: ndcg@10 {tm.test['ndcg@10']:.4f} ({len(tm.fit.history)} epochs, "
+            f"{tm.fit.seconds:.0f} s; {tm.path.describe()})")
+        return tm
+
+    full = add("teacher, full", train_model(split, t_spec, replace(t_train, loss="full")))
+    add("teacher, sampled", train_model(split, t_spec, replace(t_train, loss="sampled", negatives=NEGATIVES)))
+    s_spec = ModelSpec("mf", mf_dim_for(0.1 * full.model.n_params(), split))
+    kd = cfg.distill
+    add("student, full KD", train_model(split, s_spec, replace(s_train, loss="full"), role="student_kd",
+                                        teacher=full, distill=replace(kd, soft_top_k=split.n_items)))
+    add("student, top-K KD", train_model(split, s_spec, replace(s_train, loss="sampled", negatives=NEGATIVES),
+                                         role="student_kd", teacher=full, distill=replace(kd, soft_top_k=TOP_K)))
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for base, variant in (("teacher, full", "teacher, sampled"), ("student, full KD", "student, top-K KD")):
+        for name in (base, variant):
+            v = [r["ndcg@10"] for r in rows if r["model"] == name]
+            s = [r["train_seconds"] for r in rows if r["model"] == name]
+            ratio = [r["ndcg@10"] / b["ndcg@10"] for r in rows if r["model"] == variant
+                     for b in rows if b["model"] == base and b["seed"] == r["seed"]]
+            out.append({"model": name, "ndcg@10 mean": float(np.mean(v)), "ndcg@10 std": float(np.std(v)),
+                        "train s mean": float(np.mean(s)),
+                        "ratio to full, mean": float(np.mean(ratio)) if name == variant else 1.0,
+                        "ratio to full, lowest seed": float(np.min(ratio)) if name == variant else 1.0})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = dataset_parser(__doc__.split("\n")[0])
+    a = p.parse_args(argv)
+    started = start(a)
+    ds, seeds = dataset_and_seeds(a)
+    rows = [r for seed in seeds for r in one_seed(ds, seed, a.quick)]
+    summ = summary(rows)
+    md = table(f"Large-catalogue path vs full on {ds.name} ({len(seeds)} seeds)", summ, ["model", "ndcg@10 mean", "ndcg@10 std", "ratio to full, mean", "ratio to full, lowest seed",
+                      "train s mean"])
+    name = "scale_quality" + (f"-{ds.name}" if a.data else "")
+    write_json(name, a, {"dataset": ds.name, "seeds": seeds, "quick": a.quick, "negatives": NEGATIVES,
+                         "top_k": TOP_K, "rows": rows, "summary": summ, "markdown": md}, started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
