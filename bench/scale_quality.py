@@ -41,9 +41,13 @@ def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
     rows = []
 
     def add(name: str, tm: Any) -> Any:
+        val = [(r["seconds"], r["val_ndcg@10"]) for r in tm.fit.history if "val_ndcg@10" in r]
+        best = max(v for _, v in val)
         rows.append({"model": name, "seed": seed, "ndcg@10": tm.test["ndcg@10"], "hr@10": tm.test["hr@10"],
-                     "epochs_run": len(tm.fit.history), "best_epoch": tm.fit.best_epoch,
-                     "train_seconds": round(tm.fit.seconds, 1), "path": tm.path.describe()})
+                     "epochs_run": len(tm.fit.history), "best_epoch": tm.fit.best_epoch, "stopped": tm.fit.stop_reason,
+                     "train_seconds": round(tm.fit.seconds, 1), "path": tm.path.describe(),
+                     # issue 16.6: how long until the run is within 5% of its own converged validation score
+                     "seconds_to_95%_of_best_val": round(min(t for t, v in val if v >= 0.95 * best), 1)})
         log(f"  seed {seed} {name}: ndcg@10 {tm.test['ndcg@10']:.4f} ({len(tm.fit.history)} epochs, "
             f"{tm.fit.seconds:.0f} s; {tm.path.describe()})")
         return tm
@@ -65,10 +69,12 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for name in (base, variant):
             v = [r["ndcg@10"] for r in rows if r["model"] == name]
             s = [r["train_seconds"] for r in rows if r["model"] == name]
+            t95 = [r["seconds_to_95%_of_best_val"] for r in rows if r["model"] == name]
             ratio = [r["ndcg@10"] / b["ndcg@10"] for r in rows if r["model"] == variant
                      for b in rows if b["model"] == base and b["seed"] == r["seed"]]
             out.append({"model": name, "ndcg@10 mean": float(np.mean(v)), "ndcg@10 std": float(np.std(v)),
-                        "train s mean": float(np.mean(s)),
+                        "train s mean": float(np.mean(s)), "s to 95% of best val, mean": float(np.mean(t95)),
+                        "stopped": ", ".join(sorted({r["stopped"] for r in rows if r["model"] == name})),
                         "ratio to full, mean": float(np.mean(ratio)) if name == variant else 1.0,
                         "ratio to full, lowest seed": float(np.min(ratio)) if name == variant else 1.0})
     return out
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for seed in seeds for r in one_seed(ds, seed, a.quick)]
     summ = summary(rows)
     md = table(f"Large-catalogue path vs full on {ds.name} ({len(seeds)} seeds)", summ, ["model", "ndcg@10 mean", "ndcg@10 std", "ratio to full, mean", "ratio to full, lowest seed",
-                      "train s mean"])
+                      "train s mean", "s to 95% of best val, mean", "stopped"])
     name = "scale_quality" + (f"-{ds.name}" if a.data else "")
     write_json(name, a, {"dataset": ds.name, "seeds": seeds, "quick": a.quick, "negatives": NEGATIVES,
                          "top_k": TOP_K, "rows": rows, "summary": summ, "markdown": md}, started)

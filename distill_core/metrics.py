@@ -29,6 +29,7 @@ Users are scored in chunks of ``chunk`` rows, so no dense users x items matrix l
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -94,9 +95,19 @@ def _csr_rows(ptr: np.ndarray, items: np.ndarray, users: np.ndarray, device: tor
     return tuple(torch.as_tensor(a, dtype=torch.long, device=device) for a in (rows, cols, slot))  # type: ignore[return-value]
 
 
+class Ranked(NamedTuple):
+    """One chunk of users ranked (``_rank_chunk``)."""
+
+    ranks: torch.Tensor  # (B, R) pessimistic rank of each row's relevant items, best first (exact up to max_k)
+    first: torch.Tensor | None  # (B,) exact rank of the best relevant item (None without mrr)
+    n_rel: torch.Tensor  # (B,) relevant items per row
+    top: torch.Tensor  # (B, max_k) the row's best unseen items
+    top_scores: torch.Tensor  # (B, max_k) their scores (-inf: the row has fewer unseen items)
+    rel_items: torch.Tensor  # (B, R) the relevant items in the order of ``ranks``
+
+
 def _rank_chunk(scores: torch.Tensor, users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
-                relevant: tuple[np.ndarray, np.ndarray], max_k: int, name: str, mrr: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+                relevant: tuple[np.ndarray, np.ndarray], max_k: int, name: str, mrr: bool = True) -> Ranked:
     """One chunk of users: ``ranks (B, R)`` and ``first (B,)`` as ``_relevant_ranks`` gives them, ``n_rel (B,)``,
     and the top ``max_k`` items of each row (seen items excluded); ``first`` is None without ``mrr``.
 
@@ -124,9 +135,10 @@ def _rank_chunk(scores: torch.Tensor, users: np.ndarray, seen: tuple[np.ndarray,
     ranks = ahead + torch.arange(1, n_max + 1, device=device)
     first = torch.count_nonzero(scores >= rel_s[:, :1], dim=1) + 1 if mrr else None  # a pass of its own
     # the rows' top max_k over all unseen items: the best of the rest's top and the relevant ones
-    cand_v, cand_i = torch.cat([rel_s, top_v], 1), torch.cat([rel_idx.gather(1, order), top_i], 1)
-    top = cand_i.gather(1, cand_v.topk(max_k, dim=1).indices)
-    return ranks, first, n_rel, top
+    rel_items = rel_idx.gather(1, order)
+    cand_v, cand_i = torch.cat([rel_s, top_v], 1), torch.cat([rel_items, top_i], 1)
+    best_v, pick = cand_v.topk(max_k, dim=1)
+    return Ranked(ranks, first, n_rel, cand_i.gather(1, pick), best_v, rel_items)
 
 
 def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarray, np.ndarray],
@@ -150,8 +162,8 @@ def evaluate_ranking(scorer: Scorer, users: np.ndarray, relevant: tuple[np.ndarr
     discounts = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=device, dtype=torch.float64))
     for start in range(0, len(users), chunk):
         u = users[start:start + chunk]
-        ranks, first, n_rel, top = _rank_chunk(scorer(torch.as_tensor(u, device=device)), u, seen, relevant,
-                                               max_k, name, mrr)
+        ranks, first, n_rel, top, _, _ = _rank_chunk(scorer(torch.as_tensor(u, device=device)), u, seen,
+                                                     relevant, max_k, name, mrr)
         n_rel = n_rel.double()
         valid = torch.arange(ranks.shape[1], device=device) < n_rel.unsqueeze(1)  # slots holding an item
         gains = 1.0 / torch.log2(ranks.double() + 1)  # (chunk, R)

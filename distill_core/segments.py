@@ -46,7 +46,7 @@ import torch
 from distill_core.data.dataset import Split
 from distill_core.diversity import Space, diversity_space
 from distill_core.errors import ConfigError
-from distill_core.metrics import _check_finite, _csr_mask, _relevant_ranks
+from distill_core.metrics import _rank_chunk
 from distill_core.models import Recommender
 from distill_core.models.base import recent_history
 
@@ -171,12 +171,10 @@ def evaluate_segments(scorer: Scorer, split: Split, opts: SegmentOptions = Segme
     per_list: dict[str, list[torch.Tensor]] = {"head_share": [], "tail_share": [], "novelty": [], "diversity": []}
     for start in range(0, len(users), opts.chunk):
         u = users[start:start + opts.chunk]
-        scores = scorer(torch.as_tensor(u, device=device)).double()  # (chunk, n_items)
-        _check_finite(scores, u, name)
-        scores = scores.masked_fill(_csr_mask(*split.seen("test"), u, split.n_items, device), float("-inf"))
-        rel = _csr_mask(rel_ptr, rel_items, u, split.n_items, device)
-        n_rel = rel.sum(1)
-        ranks, _ = _relevant_ranks(scores, rel, k)  # (chunk, R), pessimistic, exact up to k
+        # metrics._rank_chunk: the pessimistic ranks of evaluate_ranking, in a few passes over the chunk
+        r = _rank_chunk(scorer(torch.as_tensor(u, device=device)), u, split.seen("test"), (rel_ptr, rel_items),
+                        k, name, mrr=False)
+        ranks, n_rel = r.ranks, r.n_rel
         slots = torch.arange(ranks.shape[1], device=device)
         valid = slots < n_rel.unsqueeze(1)
         in_top = valid & (ranks <= k)
@@ -184,10 +182,10 @@ def evaluate_segments(scorer: Scorer, split: Split, opts: SegmentOptions = Segme
         hr.append(in_top.any(1).double())
         ndcg.append((in_top / torch.log2(ranks.double() + 1)).sum(1) / ideal)
         # the held-out item in slot p has p better held-out items ahead of it: its own rank drops them
-        slot_items = scores.masked_fill(~rel, float("-inf")).topk(ranks.shape[1], dim=1).indices
+        slot_items = r.rel_items
         rows = torch.as_tensor(u, device=device).unsqueeze(1).expand_as(ranks)
         cases.append(torch.stack([rows[valid], slot_items[valid], (ranks - slots)[valid]], 1))
-        top_s, top = scores.topk(k, dim=1)  # (chunk, k)
+        top_s, top = r.top_scores, r.top  # (chunk, k)
         ok = torch.isfinite(top_s)  # a user with fewer than k unseen items has a shorter list
         rec.index_add_(0, top[ok], torch.ones(int(ok.sum()), dtype=torch.float64, device=device))
         length = ok.sum(1).double()

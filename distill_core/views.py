@@ -260,5 +260,8 @@ def runs_table(runs: Mapping[str, RunRecord] | Sequence[RunRecord]) -> pd.DataFr
                      "train s": info.get("train_seconds"), "best epoch": info.get("best_epoch"),
                      "NDCG@10": m.get("ndcg@10"), "HR@10": m.get("hr@10"), "Recall@20": m.get("recall@20"),
                      "MRR": m.get("mrr"), "coverage@10": m.get("coverage@10"),
-                     "ms / 1k users": info.get("score_ms_per_1k_users"), "run": rec.id})
+                     "ms / 1k users": info.get("score_ms_per_1k_users"),
+                     # how it trained (runs stored before the large-catalogue path: the full softmax)
+                     "training path": info.get("path_text") or "full softmax", "stopped": info.get("stopped"),
+                     "run": rec.id})
     return pd.DataFrame(rows)

@@ -217,3 +217,13 @@ def test_run_tables(tmp_path):
     table = views.runs_table([rec])
     assert table.loc[0, "model"] == "Distilled student" and table.loc[0, "size"] == "1.5 KiB"
     assert table.loc[0, "NDCG@10"] == 0.12345 and table.loc[0, "run"] == rid
+
+
+def test_runs_table_says_how_each_run_trained(tmp_path):
+    store = RunStore(tmp_path)
+    old = store.get(_store_run(store, "teacher", {"model": {"family": "mf", "dim": 4}}))
+    new = store.get(_store_run(store, "teacher", {"model": {"family": "mf", "dim": 4}}))
+    store.update_info(new.id, {"path_text": "sampled softmax (1024 negatives)", "stopped": "patience"})
+    table = views.runs_table([old, store.get(new.id)])
+    assert table["training path"].tolist() == ["full softmax", "sampled softmax (1024 negatives)"]
+    assert table.loc[1, "stopped"] == "patience"

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distill_core.data.sample import GENRES
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -33,6 +35,8 @@ class SyntheticSpec:
     niche_size: int = 30
     p_series: float = 0.30
     p_session: float = 0.40
+    item_zipf: float = 0.8  # popularity exponent inside a niche (lower: flatter, more of the catalogue is used)
+    item_spread: float = 0.7  # sigma of the lognormal popularity factor
     seed: int = 20261201
 
 
@@ -50,8 +54,8 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[pd.DataFrame, pd.Da
     sizes = np.bincount(niche, minlength=g)
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     ranks = np.concatenate([rng.permutation(k) + 1 for k in sizes]).astype(float)
-    pop[order] = 1.0 / ranks ** 0.8
-    pop *= rng.lognormal(0.0, 0.7, n)
+    pop[order] = 1.0 / ranks ** spec.item_zipf
+    pop *= rng.lognormal(0.0, spec.item_spread, n)
     # per-niche inverse CDF over the grouped items: item = order[searchsorted(cdf, start_mass + u * mass)]
     w = pop[order]
     cdf = np.cumsum(w)
@@ -99,8 +103,9 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[pd.DataFrame, pd.Da
     ratings = pd.DataFrame({"userId": np.concatenate(users_out) + 1, "movieId": np.concatenate(items_out) + 1,
                             "rating": 4, "timestamp": np.concatenate(t_out)})
     ratings = ratings.drop_duplicates(["userId", "movieId"], keep="first").sort_values(["userId", "timestamp"])
+    # a niche's genre is one of the sample's 18 (a niche is a fine taste inside a genre)
     movies = pd.DataFrame({"movieId": np.arange(1, n + 1), "title": [f"item {i}" for i in range(1, n + 1)],
-                           "genres": [f"niche{k}" for k in niche]})
+                           "genres": np.asarray(GENRES)[niche % len(GENRES)]})
     return ratings.reset_index(drop=True), movies
 
 
