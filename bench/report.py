@@ -103,6 +103,49 @@ def fair(doc: dict[str, Any]) -> str:
     return head + "\n" + doc["markdown"]
 
 
+def segments(doc: dict[str, Any]) -> str:
+    pairs = "; ".join(f"*{name}*: sasrec teacher ({p['teacher_params']:,} params) -> {p['student']} ({p['params']:,}), "
+                      f"alpha {p['alpha']:g}, T {p['T']:g}, up to {p['epochs']} epochs (patience {p['patience']})"
+                      for name, p in doc["pairs"].items())
+    head = (quality(doc).split("\n")[0] + f" Pairs: {pairs}. *gain* = distilled - plain test NDCG@10 in the bucket "
+            "(mean over seeds, its standard deviation and lowest seed; the first seed's paired bootstrap 95% interval "
+            "over the bucket's users); *share of gain* = the bucket's part of the mean gain, n x gain / sum of n x gain.")
+    return head + "\n" + doc["markdown"]
+
+
+def scale_out(doc: dict[str, Any]) -> str:
+    head = ("Sweeps on Ray and training under torchrun (issue #19) on this machine"
+            + (" (quick run: 1-2 epochs, one seed; the quality target needs the full run)" if doc.get("quick") else "")
+            + ". The ratios are of 2 cores; what changes on a cluster is said below the tables.")
+    return head + "\n" + doc["markdown"]
+
+
+def scale(doc: dict[str, Any]) -> str:
+    head = ("How cost grows with the catalogue (issue #16): synthetic catalogues, users and interactions scaled with "
+            "them; each row in a child process of its own (peak RSS is its own). *epoch_measured* False: the epoch "
+            "is the median of 20 timed steps x the steps per epoch. The distilled student's soft labels come from an "
+            "untrained MF teacher of dim 32 (building them costs what a trained one's does); *soft_label_seconds* "
+            "is that build, a pass of the teacher over users x items, the one part that grows with both."
+            + (" Quick run: small catalogues only." if doc.get("quick") else ""))
+    return head + "\n" + doc["markdown"]
+
+
+def scale_quality(doc: dict[str, Any]) -> str:
+    head = (f"Where both fit, does the large-catalogue path cost quality (issue #16)? The sampled teacher uses "
+            f"{doc['negatives']} negatives per batch; the top-K student the sampled softmax with as many and the "
+            f"teacher's top-{doc['top_k']} soft labels plus the rest's mass, against full KD from the same full "
+            f"teacher. Ratios are per seed, then the mean and the lowest seed; the target is within 5% (>= 0.95)."
+            + (" Quick run (1 seed, 2 epochs): not the measurement." if doc.get("quick") else ""))
+    return head + "\n" + doc["markdown"]
+
+
+def scale_run(doc: dict[str, Any]) -> str:
+    head = (f"`python {doc['command']}`: the defaults, nothing tuned, wall time and peak RSS of the whole process "
+            "(data loading, three models, their test evaluation and segments)."
+            + (" Quick run (1 epoch per model): not the target measurement." if doc.get("quick") else ""))
+    return head + "\n" + doc["markdown"]
+
+
 SUPERSEDED = ("*Measured before the fair protocol of issue 14 (the section above): the plain student was not "
               "tuned, distilled students were selected directly on validation (which their soft labels forecast), "
               "and ties counted in a model's favour in MRR. Its gain columns and the target tables built on them are therefore left out; retention and "
@@ -138,12 +181,17 @@ def superseded(fn: Any) -> Any:
 
 
 SECTIONS = [("fair", "Fair protocol: same tuning budget, honest selection, even refresh (`bench/fair.py`)", fair),
+            ("segments", "Who gains: users by activity, items by popularity, the lists (`bench/segments.py`)", segments),
             ("quality", "Quality retained by distillation (`bench/quality.py`)", superseded(quality)),
             ("cross_family", "Cross-family distillation at 1/5 of the teacher (`bench/cross_family.py`)",
              superseded(cross_family)),
+            ("scale", "Large catalogues: cost by catalogue size (`bench/scale.py`)", scale),
+            ("scale_quality", "Large catalogues: sampled and top-K vs full (`bench/scale_quality.py`)", scale_quality),
+            ("scale_run", "Large catalogues: the 55,000-item run end to end (`bench/scale_run.py`)", scale_run),
             ("speed", "Engine speed (`bench/speed.py`)", speed),
             ("inference", "Inference speed (`bench/inference.py`)", inference),
-            ("live", "Live-update overhead (`bench/live.py`)", live)]
+            ("live", "Live-update overhead (`bench/live.py`)", live),
+            ("scale_out", "Scale-out: sweeps on Ray, training under torchrun (`bench/scale_out.py`)", scale_out)]
 
 
 def render(results: Path = C.RESULTS) -> str:

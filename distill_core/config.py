@@ -20,6 +20,11 @@ SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
 SELECTIONS: tuple[str, ...] = ("auto", "lagged", "direct")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LOSSES: tuple[str, ...] = ("auto", "full", "sampled")
+# distillation methods (distill_core/distillers/, one file each); "a+b": a's term plus combo_weight x b's
+METHODS: tuple[str, ...] = ("logits", "rd", "rrd", "de", "logits+rrd", "de+rrd")
+# the knobs of the methods other than Hinton KD (DistillConfig.to_dict leaves them out when method is "logits")
+METHOD_KNOBS: tuple[str, ...] = ("rank_k", "rd_lambda", "rd_mu", "rrd_pool", "rrd_l", "rrd_t", "de_experts", "de_tau",
+                                 "combo_weight")
 
 
 def _check(cond: bool, name: str, problem: str, value: Any) -> None:
@@ -162,8 +167,36 @@ class DistillConfig:
     # 0 = auto (the whole distribution on the full path when the users x items table fits the soft-label
     # cache, else catalogue.DEFAULT_TOP_K); K >= the catalogue = the whole distribution
     soft_top_k: int = 0
+    # The KD term (distill_core/distillers/; formulas and papers in each file): "logits" (Hinton KD above),
+    # "rd" (Ranking Distillation), "rrd" (Relaxed Ranking Distillation), "de" (Distillation Experts), or
+    # "logits+rrd" / "de+rrd" (the first term + combo_weight x RRD's). alpha stays the hard CE's weight:
+    # total = alpha * CE + (1 - alpha) * term. The knobs below act only on the methods they name.
+    method: str = "logits"
+    rank_k: int = 10  # RD: the teacher's top-K items taken as extra positives; RRD: the K interesting items ranked
+    rd_lambda: float = 1.0  # RD: position weight w_r ∝ exp(-r / lambda), r = 1..K
+    rd_mu: float = 0.1  # RD: dynamic weight tanh(max(mu (student's rank - teacher's), 0)); 0: position weights only
+    rrd_pool: int = 100  # RRD: the interesting items are drawn from the teacher's top rrd_pool
+    rrd_l: int = 100  # RRD: uninteresting items per batch, drawn uniformly from outside each row's pool
+    rrd_t: float = 10.0  # RRD: the interesting items are drawn with p(rank r) ∝ exp(-r / rrd_t)
+    de_experts: int = 5  # DE: experts per side (users, items), one chosen per entity by a Gumbel-softmax gate
+    de_tau: float = 1.0  # DE: the Gumbel-softmax temperature of the gate
+    combo_weight: float = 1.0  # "a+rrd": the weight of RRD's term beside a's
 
     def __post_init__(self) -> None:
+        _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}", self.method)
+        for name in ("rank_k", "rrd_pool", "rrd_l", "de_experts"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000, name,
+                   "must be an integer between 1 and 100000", v)
+        _check(self.de_experts <= 64, "de_experts", "must be at most 64", self.de_experts)
+        _check(self.rrd_pool >= self.rank_k, "rrd_pool", f"must be at least rank_k={self.rank_k} (the interesting "
+               "items are drawn from the pool)", self.rrd_pool)
+        for name in ("rd_lambda", "rrd_t", "de_tau"):
+            _check(_finite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0",
+                   getattr(self, name))
+        for name in ("rd_mu", "combo_weight"):
+            _check(_finite(getattr(self, name)) and getattr(self, name) >= 0, name, "must be a finite number >= 0",
+                   getattr(self, name))
         _check(self.selection in SELECTIONS, "selection", f"must be one of {', '.join(SELECTIONS)}", self.selection)
         _check(self.soft_labels in SOFT_LABEL_MODES, "soft_labels", f"must be one of {', '.join(SOFT_LABEL_MODES)}",
                self.soft_labels)
@@ -172,6 +205,16 @@ class DistillConfig:
                "must be a finite number > 0", self.temperature)
         _check(isinstance(self.soft_top_k, int) and not isinstance(self.soft_top_k, bool) and self.soft_top_k >= 0,
                "soft_top_k", "must be an integer >= 1 (or 0 for auto)", self.soft_top_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields a run is stored with: without ``method`` and its knobs when the method is Hinton KD (the
+        default, which the knobs do not touch), so such a run's config equals one stored before the methods
+        existed, and a sweep finds its cells again; ``DistillConfig(**d)`` reads either back."""
+        d = asdict(self)
+        if self.method == "logits":
+            for name in ("method", *METHOD_KNOBS):
+                d.pop(name)
+        return d
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill_core import catalogue
+from distill_core import catalogue, distillers
 from distill_core.catalogue import CACHE_BYTES, TrainPath
 from distill_core.config import DistillConfig, ModelSpec, TrainConfig
 from distill_core.data.dataset import Split
@@ -135,6 +135,8 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
 
     cfg = distill if teacher is not None else DistillConfig(alpha=1.0)
     path = catalogue.resolve(train, cfg if teacher is not None else None, split.n_users, split.n_items)
+    if teacher is not None and cfg.alpha < 1:
+        distillers.check(cfg, teacher, split.n_items, path.top_k)  # K and the teacher against the method
     lagged_sel = (validate and teacher is not None and cfg.alpha < 1 and soft_split is None and teacher.sequential
                   and cfg.selection != "direct" and len(split.valid_items) > 0)
     catalogue.check_memory(catalogue.estimate_bytes(spec, train, path, split, lagged=lagged_sel,
@@ -219,18 +221,29 @@ def _loss_maker(ex: Examples, path: TrainPath, counts: np.ndarray, seed: int, de
     """``make_loss(model, soft, cfg)``: the per-batch loss ``idx -> KDLossOutput`` of ``model`` on examples
     ``ex`` by ``path``; the model says what its hidden states and targets are (``Recommender.batch``), the
     soft labels what the teacher says at the same positions (``SoftLabels.for_batch`` / ``top_for_batch``).
-    Each call draws its negatives from a sampler seeded anew, so a refit draws what the selection run drew."""
+    Each call draws its negatives from a sampler seeded anew, so a refit draws what the selection run drew.
+    A method other than Hinton KD (``cfg.method``) goes through ``distillers``: built (seeded) per call, its own
+    weights (DE's experts) listed in ``loss_fn.parameters`` for the trainer to optimise with the model's."""
     def make_loss(m: Recommender, soft: SoftLabels | None, cfg: DistillConfig) -> Callable[[torch.Tensor], KDLossOutput]:
         sampler = NegativeSampler(counts, path.negatives, path.negative_beta, seed, device) if path.loss == "sampled" else None
         dense = sampler is None and (soft is None or soft.k is None)
+        method = None
+        if soft is not None and cfg.method != "logits":
+            with seeded(seed):
+                method = distillers.build(cfg.method, cfg, (m.spec.dim, soft.teacher.spec.dim)).to(device)
+        gen = torch.Generator().manual_seed(seed)  # what a method samples (RRD's items, DE's Gumbel noise)
 
         def loss_fn(idx: torch.Tensor) -> KDLossOutput:
             b = m.batch(ex, idx)
+            if method is not None:
+                view = distillers.View(b, soft, cfg, sampler.draw() if sampler is not None else None, gen)
+                return distillers.batch_loss(method, view)
             if dense:  # the exact path of small catalogues: full softmax, the teacher's whole distribution
                 t, log_p = soft.for_batch(b) if soft is not None else (None, None)
                 return kd_loss(b.logits(), b.targets, t, cfg, teacher_log_p=log_p)
             labels = soft.top_for_batch(b) if soft is not None and cfg.alpha < 1 else None
             ce, kl, total = large_kd_loss(b, labels, cfg.alpha, cfg.temperature, cfg.t_squared, sampler)
             return KDLossOutput(ce=ce, kl=kl, total=total)
+        loss_fn.parameters = tuple(method.parameters()) if method is not None else ()  # type: ignore[attr-defined]
         return loss_fn
     return make_loss

@@ -141,6 +141,24 @@ class SoftLabels:
         return topk_of(logits, self.k or k or logits.shape[1], self.temperature)
 
     @torch.no_grad()
+    def teacher_vectors(self, b: Batch) -> torch.Tensor:
+        """The teacher's user representation at the batch's target positions, ``(n, teacher dim)`` (what
+        Distillation Experts distil): its hidden state at each position (per-step), else each user's vector after
+        the user's training sequence (current), the same rows the soft labels come from."""
+        if self.mode == "per-step":
+            return self._hidden(b)
+        h = self.teacher.user_vectors(b.users)  # (batch, dim)
+        if b.windows is None:
+            return h
+        valid = b.windows[1]  # (batch, L): one row per valid position, as the student's hidden states
+        return h.unsqueeze(1).expand(-1, valid.shape[1], -1)[valid]
+
+    @torch.no_grad()
+    def teacher_item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """The teacher's item representations of ``items (m,)``, without the biases: ``(m, teacher dim)``."""
+        return self.teacher.item_vectors(items)[0]
+
+    @torch.no_grad()
     def _hidden(self, b: Batch) -> torch.Tensor:
         """The teacher's hidden state at the batch's target positions (per-step mode): ``(n, dim)``."""
         if b.windows is not None:

@@ -112,10 +112,12 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
         device: torch.device | str = "cpu") -> FitResult:
     """Train ``model`` on ``n`` examples; ``loss_fn(idx)`` computes the loss of the examples ``idx``."""
     control = control or TrainerControl()
+    # a loss with weights of its own (the experts of distillers.de) lists them in loss_fn.parameters
+    params = [*model.parameters(), *getattr(loss_fn, "parameters", ())]
     dist = distributed.current()  # under torchrun: DDP on this rank's shard of each batch, rank 0 validates
     if dist is not None:
         loss_fn, validate = dist.wrap(model, loss_fn), dist.validate(validate)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, math.ceil(n / cfg.batch_size))
     res = FitResult()

@@ -12,8 +12,8 @@ from conftest import ROOT
 
 
 PAGES = ["app_pages/overview.py", "app_pages/data.py", "app_pages/teacher.py", "app_pages/distill.py",
-         "app_pages/recommendations.py", "app_pages/compare.py", "app_pages/sweep.py", "app_pages/loss_lab.py",
-         "app_pages/history.py"]
+         "app_pages/recommendations.py", "app_pages/compare.py", "app_pages/sweep.py", "app_pages/who_gains.py",
+         "app_pages/loss_lab.py", "app_pages/history.py"]
 WIDGETS = ["button", "number_input", "selectbox", "multiselect", "slider", "toggle", "text_input", "text_area",
            "file_uploader", "radio", "checkbox"]
 

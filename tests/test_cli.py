@@ -35,6 +35,10 @@ def test_cli_run_sizes_the_student_within_the_ratio_on_the_data(tiny_dir: Path, 
     assert report["student_kd"]["params"] == report["student_plain"]["params"] == MF(ModelSpec("mf", 4), users,
                                                                                      items).n_params()
     assert report["summary"]["param_ratio"] == MF(ModelSpec("mf", 4), users, items).n_params() / t_params
+    seg = report["segments"]  # per model: user and item buckets with n and HR/NDCG@10, list figures (#18)
+    assert set(seg) == {"teacher", "student_kd", "student_plain"}
+    assert seg["student_kd"]["lists"]["coverage@10"] == pytest.approx(report["student_kd"]["metrics"]["coverage@10"])
+    assert sum(b["n"] for b in seg["teacher"]["users"]["buckets"]) == seg["teacher"]["test_users"]
     assert "largest within --student-ratio 0.3" in capsys.readouterr().err
     for bad, words in [(["--student-ratio", "-1"], "--student-ratio must be in (0, 1]"),
                        (["--student-ratio", "0.5", "--student-dim", "3"], "--student-dim or --student-ratio")]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
 from distill_core.errors import RecDistillError
+from distill_core.cli.methods import add_method_args, check_method, method_fields
 from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
 from distill_core import sizing
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DistillConfig, RunConfig, TrainConfig
@@ -43,6 +44,7 @@ def add_parser(sub: Any, d: RunConfig) -> None:
                    help="soft labels of a sequential teacher: per user after the training sequence (current) "
                         "or at each training step (per-step); auto: per-step within a family, current across")
     add_scale_args(r, d)
+    add_method_args(r, d)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", required=True, help="where to write report.json")
@@ -84,11 +86,13 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
     cfg = replace(d, teacher=replace(d.teacher, family=a.teacher, dim=a.teacher_dim, layers=a.layers),
                   student=student(a, d), teacher_train=train(d.teacher_train),
                   student_train=train(d.student_train), data=opts,
-                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels, soft_top_k=soft_top_k(a)))
+                  distill=DistillConfig(a.alpha, a.temperature, not a.no_t2, a.soft_labels, soft_top_k=soft_top_k(a),
+                                        **method_fields(a)))
     if a.max_len != "auto" and not (a.max_len.isdigit() and 1 <= int(a.max_len) <= 1000):
         raise RecDistillError(f"--max-len must be auto or an integer between 1 and 1000 (got {a.max_len!r})")
     ds = load_data(a, opts)
     check_scale(a, ds)
+    check_method(cfg, ds)
     max_len = sizing.auto_max_len(ds) if a.max_len == "auto" else int(a.max_len)
     print(f"sequential models read the last {max_len} items" + (" (auto)" if a.max_len == "auto" else ""),
           file=sys.stderr)

@@ -9,6 +9,8 @@ from typing import Any
 from distill_core.config import DistillConfig, ModelSpec, RunConfig, TrainConfig
 from distill_core.data.dataset import Dataset, Split, split_dataset
 from distill_core.distill import TrainedModel, train_model
+from distill_core.diversity import diversity_space
+from distill_core.segments import model_segments
 from distill_core.trainer import Callback, TrainerControl
 from distill_core.workflows.steps import teacher_and_students
 
@@ -39,6 +41,9 @@ class PipelineResult:
         out["summary"] = {"param_ratio": out["student_kd"]["params"] / out["teacher"]["params"],
                           "retention_ndcg@10": kd / t if t else float("nan"),
                           "gain_ndcg@10": kd / pl if pl else float("nan")}
+        space = diversity_space(self.split)  # one for the three models, so that their diversity compares
+        out["segments"] = {tm.role: model_segments(tm.model, self.split, space=space).summary
+                           for tm in (self.teacher, self.student_kd, self.student_plain)}
         return out
 
 

@@ -91,7 +91,7 @@ def segment_info(model: Recommender, split: Split) -> dict[str, Any]:
 def run_config(split: SplitOptions, spec: ModelSpec, train: TrainConfig, distill: DistillConfig | None) -> dict[str, Any]:
     """The config a run is stored with (a distilled student's also names its teacher: ``| {"teacher": id}``)."""
     return {"split": asdict(split), "model": asdict(spec), "train": asdict(train),
-            "distill": asdict(distill) if distill is not None else None}
+            "distill": distill.to_dict() if distill is not None else None}
 
 
 def plain_run(store: RunStore, ds: Dataset, config: dict[str, Any]) -> str | None:
