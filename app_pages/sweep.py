@@ -61,13 +61,15 @@ grid = sweep_results.grid_frame(registry.store(), ds, teacher.id, spec)
 plain = sweep_results.plain_frame(registry.store(), ds, teacher.id, spec)
 todo = sweep_results.to_train(grid, plain)
 
+address = session.ray_address()
+can_start = sweep_view.backend(address)
 c = st.columns([1, 1, 5])
-if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0,
-               help="Train every cell, distilled and plain, not yet stored with these settings, one after "
-                    "another, in the background."):
-    jobs.start_job("sweep", ds, lambda: sweep.sweep_job(ds, teacher.id, spec, registry.store()),
-                   f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}",
-                   teacher=teacher.id)
+if c[0].button("Start sweep", type="primary", key="sweep_start", disabled=running or todo == 0 or not can_start,
+               help="Train every cell, distilled and plain, not yet stored with these settings, in the background: "
+                    "one after another here, or side by side on Ray when the sidebar's settings give an address."):
+    jobs.start_job("sweep", ds, sweep_view.job(ds, teacher.id, spec, registry.store(), address),
+                   f"Sweep {len(spec.alphas)}×{len(spec.temperatures)} of {family} dim {dim} on {ds.name}"
+                   + (f" on Ray ({address})" if address else ""), teacher=teacher.id)
 if c[1].button("Stop", key="sweep_stop", disabled=not running,
                help="Stop at the next mini-batch. Finished cells are kept; the next start resumes the rest."):
     jobs.cancel(job)

@@ -15,7 +15,12 @@ Under torchrun ``fit`` asks this module for three things:
   own methods, ``Recommender.batch``, not ``forward``), so DDP's hooks average the gradients over the ranks during
   ``backward``. Each rank's loss is scaled by ``N * k_r / k`` (``k_r`` its examples, ``k`` the global batch's),
   so the averaged gradient is that of the global batch's mean loss, exactly, also for a last batch that N does
-  not divide: with the same global batch, N processes take the optimiser steps one process would. The loss
+  not divide: with the same global batch, N processes take the optimiser steps one process would, up to float
+  summation order, for a loss that is a mean over the batch's examples (mf and two_tower with Hinton KD or the
+  sampled softmax). The same in distribution only: what is drawn per batch is drawn per shard (sasrec's dropout
+  masks, RRD's items, DE's Gumbel noise), and sasrec's loss is a mean over a window's valid positions, which the
+  weights by examples approximate. A method's own weights
+  (``loss_fn.parameters``: DE's experts) sit in the DDP module beside the model's, so they are averaged too. The loss
   values ``fit`` logs and checks for NaN are the global batch's (their sums all-reduced), so every rank logs the
   same curve and a NaN stops every rank at once.
 * ``validate(fn)``: rank 0 validates and broadcasts the metrics, so every rank sees the same validation curve and
@@ -66,7 +71,11 @@ class Distributed:
         """``loss_fn`` of the global batch ``idx`` computed as this rank's shard through DDP (see the module)."""
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(_BatchLoss(model, loss_fn), forward_sync_buffers=False,
+        extra = tuple(getattr(loss_fn, "parameters", ()))  # a method's own weights (DE's experts): synced too
+        # buffers are built from the same data on every rank: no broadcast per forward. A method's weights may sit
+        # out a batch (DE's gate with one expert), so DDP then looks for unused parameters.
+        ddp = DistributedDataParallel(_BatchLoss(model, loss_fn, extra), forward_sync_buffers=False,
+                                      find_unused_parameters=bool(extra),
                                       device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.fits.append(0)
         fit_no, w, r = len(self.fits) - 1, self.world_size, self.rank
@@ -112,11 +121,13 @@ class Distributed:
 
 
 class _BatchLoss(torch.nn.Module):
-    """The module DDP wraps: its only parameters are the model's, its forward the model's batch loss."""
+    """The module DDP wraps: its parameters are the model's and the loss's own (``extra``), its forward the
+    model's batch loss."""
 
-    def __init__(self, model: torch.nn.Module, loss_fn: LossFn) -> None:
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, extra: tuple[torch.nn.Parameter, ...] = ()) -> None:
         super().__init__()
         self.model = model
+        self.extra = torch.nn.ParameterList(extra)  # registers the very tensors the optimiser steps
         self.loss_fn = loss_fn
 
     def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ A cell is the run whose stored config is exactly the one ``distill_job`` writes 
 'done' is never trained again, so a stopped sweep resumes where it stopped, a grown grid trains only its
 new cells, and a student trained on the Distill page with the same settings counts as a cell.
 ``find_teacher`` does the same for the teacher (the CLI trains one only when none identical is stored).
-Reading a sweep back (frames, best cells, the report) is ``distill_core.sweep_results``.
+Reading a sweep back (frames, best cells, the report) is ``distill_core.sweep_results``; the same cells as Ray
+tasks, ``distill_core.sweep_ray``.
 """
 from __future__ import annotations
 
@@ -168,7 +169,9 @@ def cell_runs(store: RunStore, ds: Dataset, configs: list[dict[str, Any]],
 
 
 @dataclass(frozen=True)
-class _Step:
+class Cell:
+    """One cell of a sweep: a plain or distilled student, its progress label, settings and stored config."""
+
     role: str  # student_plain | student_kd
     label: str
     train: TrainConfig
@@ -176,14 +179,14 @@ class _Step:
     distill: DistillConfig | None = None
 
 
-def _steps(store: RunStore, ds: Dataset, split: SplitOptions, spec: SweepSpec,
-           teacher_run: str) -> list[tuple[_Step, RunRecord | None]]:
+def plan(store: RunStore, ds: Dataset, split: SplitOptions, spec: SweepSpec,
+         teacher_run: str) -> list[tuple[Cell, RunRecord | None]]:
     """Every cell with its stored finished run (or None), plain and distilled alternately: plain 1,
-    distilled 1, plain 2, ..."""
-    plain = [_Step("student_plain", plain_label(t.lr, t.weight_decay), t, plain_config(split, spec, t))
+    distilled 1, plain 2, ... (the order either backend trains them in: ``sweep_job``, ``sweep_ray``)."""
+    plain = [Cell("student_plain", plain_label(t.lr, t.weight_decay), t, plain_config(split, spec, t))
              for t in spec.plain_cells()]
-    kd = [_Step("student_kd", cell_label(d.alpha, d.temperature), spec.train,
-                cell_config(split, spec, d, teacher_run), d) for d in spec.cells()]
+    kd = [Cell("student_kd", cell_label(d.alpha, d.temperature), spec.train,
+              cell_config(split, spec, d, teacher_run), d) for d in spec.cells()]
     found = [[done for done, _ in cell_runs(store, ds, [s.config for s in side], side[0].role)]
              for side in (plain, kd)]
     return [pair for p, k in zip(zip(plain, found[0]), zip(kd, found[1])) for pair in (p, k)]
@@ -201,7 +204,7 @@ def sweep_job(ds: Dataset, teacher_run: str, spec: SweepSpec, store: RunStore) -
     resolve_device(spec.train.device)  # refuse an impossible device before the job starts
 
     def fn(ctx: JobContext) -> dict[str, Any]:
-        steps = _steps(store, ds, split_opts, spec, teacher_run)
+        steps = plan(store, ds, split_opts, spec, teacher_run)
         todo = [s for s, done in steps if done is None]
         out: dict[str, Any] = {"student_plain": steps[0][1].id if steps[0][1] else None, "trained": [],
                                "failed": {}, "reused": [done.id for _, done in steps if done is not None]}

@@ -9,8 +9,10 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   . .venv/bin/activate
 fi
 python -m pip install -q --upgrade pip
-# requirements-lm.txt = requirements.txt + the optional text-encoder extra, so the text teacher is tested too
+# requirements-lm.txt = requirements.txt + the optional text-encoder extra, so the text teacher is tested too;
+# requirements-dist.txt adds Ray, so sweeps on Ray are tested too (tests/test_ray_sweep.py fails without it in CI)
 python -m pip install -q -r requirements-lm.txt
+python -m pip install -q -r requirements-dist.txt
 mkdir -p artifacts
 set +e
 python -m pytest -q -p no:cacheprovider --durations=10 "$@"

@@ -1,7 +1,8 @@
 """What one browser session keeps in ``st.session_state``: small ids and the user's picks, never data.
 
 The active dataset (its fingerprint; the dataset itself is in ``ui.registry``) and the message of a failed
-load, whether live updates are paused, and the distilled student picked on one page for the others to show.
+load, whether live updates are paused, the distilled student picked on one page for the others to show, and
+the Ray address sweeps go to (off by default).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ PAUSE_KEY = "live_paused"
 DATASET_KEY = "dataset_fingerprint"
 DATA_ERROR_KEY = "data_error"
 SELECTED_STUDENT_KEY = "selected_student"
+RAY_ADDRESS_KEY = "ray_address"
 
 
 # ----------------------------------------------------------------------------- the active dataset
@@ -83,6 +85,12 @@ def paused() -> bool:
 def live_interval(active: bool) -> float | None:
     """``run_every`` of a live section: poll while its job runs, unless the user paused live updates."""
     return LIVE_SECONDS if active and not paused() else None
+
+
+def ray_address() -> str | None:
+    """Where the Sweep page sends its cells (the sidebar's settings): a Ray address, or None (off, the default:
+    the cells train in this process)."""
+    return str(st.session_state.get(RAY_ADDRESS_KEY) or "").strip() or None
 
 
 def new_rng() -> np.random.Generator:

@@ -1,4 +1,5 @@
-"""The sidebar of every page: active dataset, trained teacher, running jobs, the live-updates switch."""
+"""The sidebar of every page: active dataset, trained teacher, running jobs, the live-updates switch, settings
+(the Ray address sweeps go to)."""
 from __future__ import annotations
 
 import streamlit as st
@@ -43,3 +44,10 @@ def render() -> None:
         st.toggle("Pause live updates", key=session.PAUSE_KEY,
                   help="Stop redrawing the live charts (e.g. to zoom in on one); the jobs keep running. "
                        "Switch it off to follow them again.")
+        with st.expander("Settings"):
+            st.text_input("Ray address for sweeps", key=session.RAY_ADDRESS_KEY, placeholder="off: sweeps run here",
+                          help="Empty (the default): the Sweep page trains its cells here, one after another. "
+                               "'local': a private Ray on this machine with 2 workers; 'auto': the Ray cluster this "
+                               "machine belongs to (`ray start`); HOST:PORT: that cluster. Needs "
+                               "requirements-dist.txt. Ray's own services listen on this machine's network "
+                               "interfaces (token-authenticated) while it runs.")

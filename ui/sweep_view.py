@@ -11,9 +11,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from distill_core import Dataset
-from distill_core import sweep, sweep_results
+from distill_core import Dataset, RunStore
+from distill_core import sweep, sweep_ray, sweep_results
 from distill_core.runner import ProgressSnapshot
+from distill_core.workflows import JobFn
 
 from ui import live, registry, session
 
@@ -22,6 +23,29 @@ CELL_KEY = "sweep_cell"
 _RERUN = "sweep_selected_by_click"
 SHORT = {"val_ndcg@10": "validation NDCG@10", "ndcg@10": "test NDCG@10", "hr@10": "test HR@10",
          "final_kl": "final KL"}
+
+
+def backend(address: str | None) -> bool:
+    """Say where the cells will train (here, or on Ray at the sidebar's address); False when they cannot
+    (an address is set but Ray is not installed): Start is then disabled."""
+    if address is None:
+        return True
+    if not sweep_ray.available():
+        st.warning(f"The sidebar's settings send sweeps to Ray at **{address}**, but Ray is not installed: "
+                   f"{sweep_ray.INSTALL}. Clear the address there to train the cells here.")
+        return False
+    st.caption(f"Cells are sent to Ray at **{address}** (the sidebar's settings), each as a task; each result is "
+               f"stored here as its cell ends, so the heatmap fills in as they come.")
+    return True
+
+
+def job(ds: Dataset, teacher: str, spec: sweep.SweepSpec, store: RunStore,
+        address: str | None) -> Callable[[], JobFn[dict[str, Any]]]:
+    """What the Start button submits: the sweep here, or on Ray at ``address`` (connected when it is built, so
+    a bad address is refused before anything starts)."""
+    if address is None:
+        return lambda: sweep.sweep_job(ds, teacher, spec, store)
+    return lambda: sweep_ray.ray_sweep_job(ds, teacher, spec, store, sweep_ray.check_address(address, "Ray address"))
 
 
 def _ticks(values: Any) -> dict[str, Any]:

@@ -3,6 +3,8 @@
     python -m distill_core run [--data PATH] [--format auto|csv|sequences|parquet|movielens|recbole] [--no-header] ... --out report.json
     python -m distill_core loss --p 0.1,0.3,0.4,0.1 --q 0.2,0.35,0.3,0.15 --alpha 0.7 [--normalize]
     python -m distill_core sweep --alpha 0,0.5,1 --temperature 1,2,4 [--student-ratio 0.1] [...] --out sweep.json
+    python -m distill_core sweep ... [--backend ray [--address local|auto|HOST:PORT] [--max-concurrent N]]
+    torchrun --standalone --nproc_per_node N -m distill_core run ...   (DistributedDataParallel, distill_core.distributed)
     python -m distill_core make-sample [--out sample_data]
 
 ``--student-ratio R`` (run, sweep) sizes the student on the data: the largest dim within R x the teacher's

@@ -13,6 +13,7 @@ from typing import Any
 
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, ModelSpec, RunConfig
+from distill_core.errors import RecDistillError
 
 
 def add_parser(sub: Any, d: RunConfig) -> None:
@@ -37,6 +38,14 @@ def add_parser(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--soft-labels", default="auto", choices=["auto", "current", "per-step"])
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sw.add_argument("--backend", default="local", choices=["local", "ray"],
+                    help="local: the cells one after another in this process; ray: each cell a Ray task "
+                         "(needs requirements-dist.txt), the results stored here as they come")
+    sw.add_argument("--address", default=None,
+                    help="with --backend ray: local (a private Ray on this machine, 2 CPUs; the default), auto "
+                         "(the cluster of `ray start`) or HOST:PORT")
+    sw.add_argument("--max-concurrent", type=int, default=None,
+                    help="with --backend ray: at most this many cells at once (default: the cluster's CPUs)")
     sw.add_argument("--out", required=True,
                     help="where to write sweep.json (every cell, distilled and plain, also goes to a .csv beside it)")
 
@@ -66,8 +75,21 @@ def _wait(runner: Any, job_id: str) -> Any:
         return runner.wait(job_id)
 
 
+def _ray_settings(a: argparse.Namespace) -> str | None:
+    """The Ray address of ``--backend ray`` (checked, and Ray's presence too, before anything is read), else None."""
+    from distill_core import sweep_ray
+
+    if a.backend != "ray":
+        if a.address is not None or a.max_concurrent is not None:
+            raise RecDistillError("--address and --max-concurrent need --backend ray")
+        return None
+    sweep_ray.require()
+    sweep_ray.check_max_concurrent(a.max_concurrent)
+    return sweep_ray.check_address(a.address or sweep_ray.LOCAL)
+
+
 def command(a: argparse.Namespace) -> int:
-    from distill_core import sweep, sweep_results
+    from distill_core import sweep, sweep_ray, sweep_results
     from distill_core.runner import JobRunner
     from distill_core.store import RunStore
     from distill_core.workflows import teacher_job
@@ -76,6 +98,7 @@ def command(a: argparse.Namespace) -> int:
     # the grids are checked before anything is loaded or trained; messages name the flag
     alphas = sweep.parse_grid(a.alpha, "alpha", "--alpha")
     temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
+    address = _ray_settings(a)
     student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, patience=a.patience, seed=a.seed,
                             device=a.device)
     spec = sweep.SweepSpec(alphas, temperatures, student(a, d), student_train, not a.no_t2, a.soft_labels)
@@ -97,10 +120,16 @@ def command(a: argparse.Namespace) -> int:
                 print(f"error: the teacher {snap.status}: {snap.error or 'stopped'}", file=sys.stderr)
                 return 1
             teacher = snap.result
-    job = sweep.sweep_job(ds, teacher, spec, store)  # refuses a missing teacher or one of another dataset
+    # both refuse a missing teacher or one of another dataset; the Ray one connects first
+    job = (sweep.sweep_job(ds, teacher, spec, store) if address is None
+           else sweep_ray.ray_sweep_job(ds, teacher, spec, store, address, a.max_concurrent))
     print(f"teacher {teacher}; sweep of {len(alphas)} x {len(temperatures)} cells (and as many plain cells) in "
-          f"{store.home}", file=sys.stderr)
-    snap = _wait(runner, runner.submit("sweep", job))
+          f"{store.home}" + (f", trained on Ray ({address})" if address else ""), file=sys.stderr)
+    try:
+        snap = _wait(runner, runner.submit("sweep", job))
+    finally:
+        if address is not None:
+            sweep_ray.disconnect()
     report = sweep_results.sweep_report(store, ds, teacher, spec, snap.result if snap.status == "done" else None)
     out = Path(a.out)
     out.write_text(json.dumps(clean(report), indent=2))
