@@ -5,6 +5,9 @@ printed (``pytest -s``) and listed in docs/RELIABILITY.md.
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -140,6 +143,17 @@ RSS_BOUND_MB = 80
 
 
 def test_twenty_jobs_started_and_stopped_leave_no_thread_and_bounded_memory():
+    """Run in a fresh pytest process of its own: the RSS bound is about this test's jobs, and in the full suite the
+    memory the earlier tests left to the allocator (Ray, torchrun, pages) moved the process's RSS by 160 MB during
+    the 20 jobs while no tensor was kept (the tensor check passed; alone the growth is about 10 MB)."""
+    if not os.environ.get("RECDISTILL_STRESS_CHILD"):
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                               f"{__file__}::test_twenty_jobs_started_and_stopped_leave_no_thread_and_bounded_memory"],
+                              env={**os.environ, "RECDISTILL_STRESS_CHILD": "1"}, capture_output=True, text=True,
+                              timeout=900)
+        print(proc.stdout[-2000:])
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        return
     runner, store = JobRunner(), RunStore()
     job = teacher_job(registry.sample(), ModelSpec("mf", 64), TrainConfig(epochs=1000, batch_size=1024, device="cpu"),
                       store)
