@@ -9,7 +9,7 @@ and exact; above it the sampled path is faster at no measured loss (``bench/scal
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,13 +79,6 @@ def resolve(train: TrainConfig, distill: DistillConfig | None, n_users: int, n_i
     loss = resolve_loss(train, n_items)
     k = resolve_top_k(distill, loss, n_users, n_items) if distill is not None and distill.alpha < 1 else 0
     return TrainPath(loss, train.negatives if loss == "sampled" else 0, train.negative_beta, k)
-
-
-def resolved(train: TrainConfig, distill: DistillConfig | None, path: TrainPath) -> tuple[TrainConfig, DistillConfig | None]:
-    """The configs with the path written into them (``loss``, ``soft_top_k``), as a run stores them."""
-    t = replace(train, loss=path.loss)
-    d = replace(distill, soft_top_k=path.top_k) if distill is not None and path.top_k else distill
-    return t, d
 
 
 def rows_per_chunk(n_items: int, bytes_per_cell: int = 8, budget: int = CHUNK_BYTES, most: int = 1024) -> int:
