@@ -165,6 +165,18 @@ def exact_rest(logits: torch.Tensor, items: torch.Tensor, temperature: float) ->
     return torch.logsumexp((logits / temperature).scatter(1, items, NEG_INF), 1)
 
 
+def member(items: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``items (m,)`` (shared by the rows, repeats allowed) is in each row of ``sets (n, k)``:
+    ``(n, m)`` bool. The distinct items are sorted once and each row's k items looked up among them, so the
+    cost is O(m log m + n k log m + n m) rather than a search of every (row, item) pair."""
+    uniq, inv = torch.unique(items, return_inverse=True)  # (U,) sorted, (m,)
+    pos = torch.searchsorted(uniq, sets.contiguous()).clamp_max(len(uniq) - 1)  # (n, k)
+    hit = uniq[pos] == sets
+    mark = torch.zeros(len(sets), len(uniq) + 1, dtype=torch.bool, device=sets.device)
+    mark.scatter_(1, torch.where(hit, pos, len(uniq)), True)  # column U: the items of the row not drawn
+    return mark[:, inv]
+
+
 def sampled_rest(b: Batch, neg: Negatives, items: torch.Tensor, temperature: float,
                  neg_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampling estimate of ``log sum_{i not in items} exp(s_i / T)`` from the shared negatives.
@@ -173,9 +185,7 @@ def sampled_rest(b: Batch, neg: Negatives, items: torch.Tensor, temperature: flo
     ``neg_logits (n, S)``: the student's raw logits at the negatives, when the caller already has them.
     """
     s = b.logits_at(neg.items) if neg_logits is None else neg_logits  # (n, S)
-    srt = items.sort(1).values  # (n, K)
-    pos = torch.searchsorted(srt, neg.items.unsqueeze(0).expand(len(srt), -1).contiguous()).clamp_max(srt.shape[1] - 1)
-    in_k = srt.gather(1, pos) == neg.items.unsqueeze(0)  # (n, S)
+    in_k = member(neg.items, items)  # (n, S)
     terms = (s / temperature - neg.log_expected).masked_fill(in_k, NEG_INF)
     est = torch.logsumexp(terms, 1)
     # every draw fell inside the K (only on tiny catalogues): put the rest far below the drawn items' mass

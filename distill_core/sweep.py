@@ -1,5 +1,5 @@
-"""Sweeps: the distilled student over an alpha x temperature grid and the plain student over as many
-learning-rate x weight-decay cells, trained one after another in a background job, resumable through
+"""Sweeps: the distilled student over a grid of alpha x the method's main knob (the temperature for Hinton KD,
+``MAIN_KNOB``) and the plain student over as many learning-rate x weight-decay cells, trained one after another in a background job, resumable through
 the run store, each side's best cell chosen on validation NDCG@10.
 
 Both sides get the same tuning budget (issue #14: two untuned knobs cost the plain student 6% of test
@@ -43,7 +43,13 @@ log = logging.getLogger(__name__)
 METRICS: dict[str, str] = {"val_ndcg@10": "validation NDCG@10, best epoch (0-1)",
                            "ndcg@10": "test NDCG@10 (0-1)", "hr@10": "test HR@10 (0-1)",
                            "final_kl": "KL at the last epoch, before T² (nats)"}
-COLUMNS = ["alpha", "temperature", "status", "run", *METRICS]
+COLUMNS = ["alpha", "temperature", "method", "knob", "value", "status", "run", *METRICS]
+# The second axis of each method's grid, beside alpha: the knob its paper tunes first. A sweep of several
+# methods (the CLI's ``--method a,b``) is one SweepSpec per method with as many cells each, so that every
+# method and the plain student get the same budget.
+MAIN_KNOB: dict[str, str] = {"logits": "temperature", "rd": "rank_k", "rrd": "rank_k", "de": "de_experts",
+                             "logits+rrd": "combo_weight", "de+rrd": "combo_weight"}
+_INT_KNOBS = ("rank_k", "de_experts")
 PLAIN_COLUMNS = ["lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10", "hr@10"]
 NOT_TRAINED = "not trained"
 
@@ -75,10 +81,36 @@ def parse_grid(values: str | Iterable[float], kind: str, name: str | None = None
     return tuple(sorted(set(out)))
 
 
+def parse_knob(values: str | Iterable[float], knob: str, name: str | None = None) -> tuple[float, ...]:
+    """The distinct values of a method's main knob grid (``MAIN_KNOB``), sorted; each is checked by
+    ``SweepSpec`` (each cell's ``DistillConfig``, whose message names the knob); ``rank_k`` and ``de_experts``
+    must be whole numbers."""
+    name = name or f"{knob} grid"
+    if isinstance(values, str):
+        tokens = [t for t in re.split(r"[,;\s]+", values.strip()) if t]
+        try:
+            out = [float(t) for t in tokens]
+        except ValueError:
+            raise ConfigError(f"{name}: {values!r} is not a list of numbers") from None
+    else:
+        out = [float(v) for v in values]
+    if not out:
+        raise ConfigError(f"{name} is empty: give at least one value of {knob}")
+    for v in out:
+        if not math.isfinite(v) or (knob in _INT_KNOBS and v != int(v)):
+            raise ConfigError(f"{name}: {knob} {v:g} must be a finite{' whole' if knob in _INT_KNOBS else ''} number")
+    return tuple(sorted(set(out)))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
-    """A grid of alphas x temperatures for one student and its training settings; the plain student
-    gets as many cells over learning rate x weight decay (``plain_ladder`` around ``train``)."""
+    """A grid of alphas x the method's main knob for one student and its training settings; the plain
+    student gets as many cells over learning rate x weight decay (``plain_ladder`` around ``train``).
+
+    ``distill`` holds the method and its other knobs (its alpha, T, T² and soft-label mode are the spec's).
+    For Hinton KD (``logits``) the second axis is ``temperatures``; for another method it is ``knobs``, the
+    values of ``MAIN_KNOB[method]`` (empty: the one value in ``distill``), and ``temperatures`` must hold one
+    value (the T of ``logits+rrd``'s KL; unused by rd, rrd, de)."""
 
     alphas: tuple[float, ...]
     temperatures: tuple[float, ...]
@@ -86,22 +118,60 @@ class SweepSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     t_squared: bool = True
     soft_labels: str = "auto"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    knobs: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alphas", parse_grid(self.alphas, "alpha"))
         object.__setattr__(self, "temperatures", parse_grid(self.temperatures, "temperature"))
+        knob = self.knob
+        if knob == "temperature":
+            if self.knobs:
+                raise ConfigError("knobs: Hinton KD (method logits) sweeps the temperature grid; give no other "
+                                  "knob grid")
+        else:
+            if len(self.temperatures) > 1:
+                raise ConfigError(f"temperature grid: method {self.method!r} sweeps {knob}, not T: give one "
+                                  f"temperature (got {len(self.temperatures)})")
+            object.__setattr__(self, "knobs", parse_knob(self.knobs or (getattr(self.distill, knob),), knob))
         if self.n_cells > MAX_CELLS:
             raise ConfigError(f"the grid has {self.n_cells} cells ({len(self.alphas)} alphas x "
-                              f"{len(self.temperatures)} temperatures); at most {MAX_CELLS} are allowed")
+                              f"{len(self.axis)} values of {knob}); at most {MAX_CELLS} are allowed")
         DistillConfig(soft_labels=self.soft_labels)  # the usual message for a bad mode
+        self.cells()  # every cell's config is valid (e.g. rank_k against rrd_pool), named by its field
+
+    @property
+    def method(self) -> str:
+        return self.distill.method
+
+    @property
+    def knob(self) -> str:
+        """The second axis of the grid: ``MAIN_KNOB[method]``."""
+        return MAIN_KNOB[self.method]
+
+    @property
+    def axis(self) -> tuple[float, ...]:
+        """The values of the second axis (``temperatures`` or ``knobs``)."""
+        return self.temperatures if self.knob == "temperature" else self.knobs
 
     @property
     def n_cells(self) -> int:
-        return len(self.alphas) * len(self.temperatures)
+        return len(self.alphas) * len(self.axis)
 
     def cells(self) -> list[DistillConfig]:
         """One DistillConfig per cell, alpha-major."""
-        return [DistillConfig(a, t, self.t_squared, self.soft_labels) for a in self.alphas for t in self.temperatures]
+        base = replace(self.distill, t_squared=self.t_squared, soft_labels=self.soft_labels)
+        if self.knob == "temperature":
+            return [replace(base, alpha=a, temperature=t) for a in self.alphas for t in self.temperatures]
+        t = self.temperatures[0]
+        cast = int if self.knob in _INT_KNOBS else float
+        return [replace(base, alpha=a, temperature=t, **{self.knob: cast(v)}) for a in self.alphas for v in self.knobs]
+
+    def label(self, d: DistillConfig) -> str:
+        """A cell's progress label: ``alpha 0.5 · T 2`` (Hinton KD), ``rrd · alpha 0.5 · rank_k 10``."""
+        if self.knob == "temperature":
+            return f"{'' if self.method == 'logits' else self.method + ' · '}{cell_label(d.alpha, d.temperature)}"
+        return f"{self.method} · alpha {d.alpha:g} · {self.knob} {getattr(d, self.knob):g}"
 
     def plain_cells(self) -> list[TrainConfig]:
         """The plain student's training settings, one per cell (as many as distilled cells); the first
@@ -112,7 +182,9 @@ class SweepSpec:
     def budget(self) -> str:
         """What each side's settings were chosen from, in one sentence."""
         cells = f"{self.n_cells} cell{'s' if self.n_cells > 1 else ''}"
-        return (f"distilled: {cells} over alpha × T; plain: {cells} over learning rate × weight decay; "
+        axis = "T" if self.knob == "temperature" else self.knob
+        who = "distilled" if self.method == "logits" else f"distilled ({self.method})"
+        return (f"{who}: {cells} over alpha × {axis}; plain: {cells} over learning rate × weight decay; "
                 f"both chosen on validation NDCG@10")
 
 
@@ -185,7 +257,7 @@ def plan(store: RunStore, ds: Dataset, split: SplitOptions, spec: SweepSpec,
     distilled 1, plain 2, ... (the order either backend trains them in: ``sweep_job``, ``sweep_ray``)."""
     plain = [Cell("student_plain", plain_label(t.lr, t.weight_decay), t, plain_config(split, spec, t))
              for t in spec.plain_cells()]
-    kd = [Cell("student_kd", cell_label(d.alpha, d.temperature), spec.train,
+    kd = [Cell("student_kd", spec.label(d), spec.train,
               cell_config(split, spec, d, teacher_run), d) for d in spec.cells()]
     found = [[done for done, _ in cell_runs(store, ds, [s.config for s in side], side[0].role)]
              for side in (plain, kd)]

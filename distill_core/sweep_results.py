@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from distill_core import sizing
-from distill_core.config import ModelSpec
+from distill_core.config import METHOD_KNOBS, ModelSpec
 from distill_core.data.dataset import Dataset
 from distill_core.runs import best_val_ndcg
 from distill_core.store import RunRecord, RunStore
@@ -21,7 +21,8 @@ from distill_core.workflows.record import plain_run
 
 
 def grid_frame(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) -> pd.DataFrame:
-    """One row per cell (alpha-major) read from the store: alpha, temperature, status, run, and for a
+    """One row per cell (alpha-major) read from the store: alpha, temperature, the method, its swept knob
+    (``MAIN_KNOB``) and the cell's value of it, status, run, and for a
     finished cell its best validation NDCG@10, test NDCG@10 and HR@10, and the training KL of its
     last epoch (before the T² factor); NaN where the cell has no finished run."""
     split_opts = teacher_split(store, teacher_run, ds)
@@ -29,7 +30,8 @@ def grid_frame(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec) 
     found = cell_runs(store, ds, [cell_config(split_opts, spec, d, teacher_run) for d in cells])
     rows = []
     for d, (done, latest) in zip(cells, found):
-        row = {"alpha": d.alpha, "temperature": d.temperature, **_numbers(done, latest)}
+        row = {"alpha": d.alpha, "temperature": d.temperature, "method": d.method, "knob": spec.knob,
+               "value": float(getattr(d, spec.knob)), **_numbers(done, latest)}
         if done is not None:
             row["final_kl"] = done.history[-1].get("kl", math.nan) if done.history else math.nan
         rows.append(row)
@@ -103,6 +105,8 @@ def sweep_report(store: RunStore, ds: Dataset, teacher_run: str, spec: SweepSpec
     grid, plain = grid_frame(store, ds, teacher_run, spec), plain_frame(store, ds, teacher_run, spec)
     teacher = store.get(teacher_run)
     out = {"dataset": {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions},
+           "method": spec.method, "knob": spec.knob, "knob_values": list(spec.axis),
+           "method_knobs": ({k: getattr(spec.distill, k) for k in METHOD_KNOBS} if spec.method != "logits" else {}),
            "alphas": list(spec.alphas), "temperatures": list(spec.temperatures), "student": asdict(spec.student),
            "train": asdict(spec.train), "t_squared": spec.t_squared, "soft_labels": spec.soft_labels,
            "teacher": _summary(teacher),

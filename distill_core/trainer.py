@@ -72,7 +72,7 @@ def warm_up() -> None:
 def _warm() -> None:
     try:
         p = torch.zeros(1, requires_grad=True)
-        opt = torch.optim.Adam([p])
+        opt = torch.optim.Adam([p], fused=True)
         p.sum().backward()
         opt.step()
     except Exception:  # a failed warm-up only loses the head start
@@ -117,7 +117,9 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
     dist = distributed.current()  # under torchrun: DDP on this rank's shard of each batch, rank 0 validates
     if dist is not None:
         loss_fn, validate = dist.wrap(model, loss_fn), dist.validate(validate)
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel per step over all parameters instead of ~8 passes; on the 3.4M-weight item table of a
+    # 53k-item sasrec teacher the step takes 3 ms instead of 24 ms (a third of the teacher's step, issue 16)
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, math.ceil(n / cfg.batch_size))
     res = FitResult()

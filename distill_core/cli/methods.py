@@ -22,10 +22,10 @@ _KNOBS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def add_method_args(p: argparse.ArgumentParser, d: RunConfig) -> None:
+def add_method_args(p: argparse.ArgumentParser, d: RunConfig, method_help: str | None = None) -> None:
     p.add_argument("--method", default=d.distill.method,
-                   help=f"distillation method: {' | '.join(METHODS)} (distill_core/distillers/; the KD term beside "
-                        "alpha x the hard CE)")
+                   help=method_help or f"distillation method: {' | '.join(METHODS)} (distill_core/distillers/; the "
+                                       "KD term beside alpha x the hard CE)")
     for flag, (name, kind, text) in _KNOBS.items():
         p.add_argument(flag, type=kind, default=getattr(d.distill, name), help=f"{text} (default %(default)s)")
 

@@ -12,6 +12,7 @@ from typing import Any
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
 from distill_core.errors import RecDistillError
 from distill_core.cli.methods import add_method_args, check_method, method_fields
+from distill_core.distillers import TERM_NAMES
 from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
 from distill_core import sizing
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DistillConfig, RunConfig, TrainConfig
@@ -51,11 +52,16 @@ def add_parser(sub: Any, d: RunConfig) -> None:
 
 
 class _StderrProgress:
+    """Epoch lines on stderr; ``term`` names the distillation method's term (``distillers.TERM_NAMES``)."""
+
+    def __init__(self, term: str = "KL") -> None:
+        self.term = term.lower()
+
     def on_event(self, name: str, payload: dict[str, Any]) -> None:
         if name == "epoch_end":
             m = payload["metrics"]
             print(f"  epoch {int(m['epoch']):3d}/{payload['epochs']}  total {m['total']:.4f}  ce {m['ce']:.4f}  "
-                  f"kl {m['kl']:.4f}{val(m)}", file=sys.stderr, flush=True)
+                  f"{self.term} {m['kl']:.4f}{val(m)}", file=sys.stderr, flush=True)
 
 
 class _Phase:
@@ -98,7 +104,8 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
           file=sys.stderr)
     cfg = replace(cfg, teacher=replace(cfg.teacher, max_len=max_len), student=replace(cfg.student, max_len=max_len))
     cfg = replace(cfg, student=sized(a, cfg.student, cfg.teacher, ds))
-    return run_pipeline(ds, cfg, callbacks=[_Phase(), _StderrProgress()]).report()
+    term = TERM_NAMES[cfg.distill.method]
+    return run_pipeline(ds, cfg, callbacks=[_Phase(), _StderrProgress(term)]).report()
 
 
 def command(a: argparse.Namespace) -> int:

@@ -30,13 +30,6 @@ if TYPE_CHECKING:
     from distill_core.soft_labels import SoftLabels
 
 
-def member(items: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
-    """Whether each of ``items (m,)`` is in each row of ``sets (n, k)``: ``(n, m)`` bool (sorted search)."""
-    srt = sets.sort(1).values  # (n, k)
-    pos = torch.searchsorted(srt, items.unsqueeze(0).expand(len(srt), -1).contiguous()).clamp_max(srt.shape[1] - 1)
-    return srt.gather(1, pos) == items.unsqueeze(0)
-
-
 class View:
     """One batch as a method sees it; each part computed on first use and kept for the batch.
 

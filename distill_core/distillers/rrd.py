@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 
 from distill_core.config import DistillConfig
-from distill_core.distillers.base import Distiller, View, member
-from distill_core.sampled import NEG_INF
+from distill_core.distillers.base import Distiller, View
+from distill_core.sampled import NEG_INF, member
 
 
 def rrd_term(interesting: torch.Tensor, uninteresting: torch.Tensor) -> torch.Tensor:
