@@ -3,8 +3,9 @@ import streamlit as st
 
 from distill_core import DistillConfig, ModelSpec, RunConfig, TrainConfig, compare
 from distill_core.config import STUDENT_FAMILIES
+from distill_core.runs import method_of
 from distill_core.workflows import ladder_job
-from ui import charts, jobs, live, registry, session, widgets
+from ui import charts, jobs, live, methods, registry, session, widgets
 
 ds = session.active_dataset()
 D = RunConfig()
@@ -43,6 +44,9 @@ def body(_snap=None) -> None:  # redrawn while the ladder trains, so the chart f
         live.progress(_snap)
     frame = compare.models_frame(registry.store(), ds.fingerprint, reference=teacher)
     frame = frame[frame["role"].isin(roles)].reset_index(drop=True)
+    method = frame["run"].map({r.id: method_of(r) for r in registry.store().runs(dataset=ds.fingerprint)})
+    reads_t = method.map(lambda m: isinstance(m, str) and methods.uses_temperature(m))
+    frame = frame.assign(method=method, T=frame["T"].where(reads_t.astype(bool)))  # T only where the loss reads it
     if frame.empty:
         st.info("No model of the chosen kinds yet.")
         return
@@ -51,7 +55,7 @@ def body(_snap=None) -> None:  # redrawn while the ladder trains, so the chart f
     left.plotly_chart(charts.size_quality(frame, metric, front), key="compare_chart")
     shown = frame.assign(pareto=front)[["role", "model", "params", "bytes", "ms_per_1k_users", metric,
                                         f"retention {metric} %" if metric != "Recall@20" else "retention NDCG@10 %",
-                                        "alpha", "T", "pareto", "run"]]
+                                        "method", "alpha", "T", "pareto", "run"]]
     right.dataframe(shown, hide_index=True, key="compare_table",
                     column_config={"bytes": st.column_config.NumberColumn("size on disk (bytes)", format="%d"),
                                    "ms_per_1k_users": st.column_config.NumberColumn("ms / 1k users", format="%.1f"),

@@ -1,24 +1,25 @@
-"""Distill: alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
+"""Distill: the method, alpha, T and the student; train it beside its plain twin; one user's soft labels at T."""
 from dataclasses import replace
 
 import streamlit as st
 
-from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, sizing, views
+from distill_core import ConfigError, DistillConfig, ModelSpec, RecDistillError, TrainConfig, sizing, views
 from distill_core import catalogue
 from distill_core.catalogue import FULL_MAX_ITEMS
-from distill_core.config import LOSSES, SOFT_LABEL_MODES, STUDENT_FAMILIES
+from distill_core.config import LOSSES, METHODS, SOFT_LABEL_MODES, STUDENT_FAMILIES
+from distill_core.distillers import TERM_NAMES
 from distill_core.workflows import distill_job
-from distill_core.runs import distillations, run_label
-from ui import charts, jobs, live, registry, session, widgets
+from distill_core.runs import distill_text, distillations, run_label
+from ui import charts, jobs, live, methods, registry, session, widgets
 
 SEQUENCE_TEACHERS = ("sasrec", "text")  # teachers whose output depends on the order of a user's items
 
 ds = session.active_dataset()
 
 st.title("Distill")
-st.caption("The student minimises **alpha · CE(hard labels) + (1 − alpha) · T² · KL(teacher_T ‖ student_T)**: "
-           "alpha = 1 is plain training, alpha = 0 learns only from the teacher's soft labels. The same student is "
-           "also trained without the teacher (the plain student), so every result has its baseline.")
+st.caption("The student learns from the hard labels (weight alpha) and from the teacher by the chosen method "
+           "(weight 1 − alpha): alpha = 1 is plain training, alpha = 0 learns only from the teacher. The same "
+           "student is also trained without the teacher (the plain student), so every result has its baseline.")
 
 teachers = widgets.require_teacher(
     ds, f"Distillation needs a trained teacher on **{ds.name}**, and there is none yet. Train one on the Teacher page "
@@ -33,23 +34,31 @@ job = jobs.current_job("distill", ds)
 snap = jobs.snapshot(job)
 running = snap is not None and snap.active
 
+c = st.columns([1, 3])
+method = c[0].selectbox("Method", METHODS, key="distill_method", persist_state="session", help=methods.METHOD_HELP)
+formula = c[1].empty()  # filled once T² is read below
+knob_values = methods.knob_inputs(method, "distill")
 c = st.columns(4)
 alpha = c[0].slider("alpha (weight of the hard-label CE)", 0.0, 1.0, DistillConfig().alpha, 0.05, key="distill_alpha",
-                    persist_state="session", help="1: no distillation (CE only). 0: only the teacher's soft labels "
-                                                  "(KL only). The soft term gets 1 − alpha.")
+                    persist_state="session", help="1: no distillation (CE only). 0: only the teacher's term (the KL, "
+                                                  "or the chosen method's). The teacher's term gets 1 − alpha.")
 temperature = c[1].slider("Temperature T", 0.5, 20.0, DistillConfig().temperature, 0.5, key="distill_T", persist_state="session",
-                          help="Both models' logits are divided by T before the softmax of the KL term. A higher T "
-                               "spreads the teacher's probability over more items; the soft labels below are "
-                               "redrawn at once when you move it.")
+                          help="Both models' logits are divided by T before the softmax of the KL term (Hinton KD "
+                               "only). A higher T spreads the teacher's probability over more items; the soft "
+                               "labels below are redrawn at once when you move it.")
 t_squared = c[2].toggle("Multiply KL by T²", True, key="distill_t2", persist_state="session",
+                        disabled=not methods.uses_temperature(method),
                         help="Keeps the soft term's gradient size independent of T (Hinton et al., 2015). "
-                             "Switch off only to see why it is there.")
+                             "Switch off only to see why it is there. Hinton KD's KL only.")
 soft_mode = c[3].selectbox("Soft labels", SOFT_LABEL_MODES, key="distill_soft_mode", persist_state="session",
                            help="For a sequential teacher: 'current' gives each user one soft label, the teacher's "
                                 "next-item distribution after their whole training sequence; 'per-step' gives each "
                                 "training example the teacher's output at its own position. 'auto': per-step when "
                                 "teacher and student are of one family, current otherwise (an mf student cannot "
                                 "read sequences, so it learns each user's *current* state).")
+formula.caption(methods.formula(method, t_squared))
+if note := methods.temperature_note(method):
+    st.caption(note)
 c = st.columns(5)
 family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="distill_family", persist_state="session",
                         help="mf: matrix factorisation (the fastest to serve). two_tower and sasrec also read the "
@@ -81,7 +90,8 @@ patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="di
                                                            "better validation NDCG@10 (0: never stops early).")
 lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
                        persist_state="session", help="Adam's step size (both students).")
-with st.expander("Advanced: large catalogues", expanded=False):
+advanced = st.expander("Advanced: large catalogues", expanded=False)
+with advanced:
     c = st.columns(4)
     loss = c[0].selectbox("Loss", LOSSES, key="distill_loss", persist_state="session",
                           help=f"full: softmax over all {ds.n_items:,} items for every training position. sampled: "
@@ -96,13 +106,17 @@ with st.expander("Advanced: large catalogues", expanded=False):
                               persist_state="session", help="Keep the teacher's top-K items per user plus the mass of "
                                                             "the rest (memory users × K). 0: the whole distribution "
                                                             "where it fits, else a top-128.")
-    scale_train = TrainConfig(loss=loss, negatives=int(negatives), negative_beta=float(beta))
-    scale_distill = DistillConfig(alpha, temperature, t_squared, soft_mode, soft_top_k=int(top_k))
-    try:
-        st.caption(f"This student will train by: {catalogue.resolve(scale_train, scale_distill, ds.n_users, ds.n_items).describe()}.")
-    except ConfigError as e:
-        st.error(f"{e}. Nothing will be started until it is changed.")
-        scale_train = None
+scale_train = TrainConfig(loss=loss, negatives=int(negatives), negative_beta=float(beta))
+try:  # the method's knobs against each other, the catalogue, the teacher's top-K lists and the teacher itself
+    scale_distill = DistillConfig(alpha, temperature, t_squared, soft_mode, soft_top_k=int(top_k),
+                                  **methods.fields(method, knob_values))
+    path = catalogue.resolve(scale_train, scale_distill, ds.n_users, ds.n_items)
+    methods.check(scale_distill, lambda: registry.model(teacher.id, ds), ds.n_items, path)
+except RecDistillError as e:
+    st.error(f"{e}. Nothing will be started until it is changed.")
+    scale_train = None
+else:
+    advanced.caption(f"This student will train by: {path.describe()}.")
 st.caption(f"Student size: {sizing.size_line(ModelSpec(family, int(dim), max_len=t_spec.max_len), t_spec, ds.n_users, ds.n_items)}"
            + (f", the largest {family} student within {ratio:g} of the teacher" if budget else "") + ".")
 if teacher.config["model"]["family"] in SEQUENCE_TEACHERS and family == "mf":
@@ -117,18 +131,18 @@ c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="distill_train",
                disabled=jobs.own_job_running("distill", ds) or scale_train is None,
                help="Distil the student from the teacher, then train the plain student (reused when an identical "
-                    "one is stored). Runs in the background."):
+                    "one is stored). Runs in the background.") and scale_train is not None:
     jobs.start_job("distill", ds, lambda: distill_job(ds, teacher.id, ModelSpec(family, int(dim), max_len=t_spec.max_len),
                                                      replace(scale_train, epochs=int(epochs), lr=float(lr),
                                                              patience=int(patience)),
                                                      scale_distill, registry.store()),
-                   f"Student {family} dim {dim} (alpha {alpha:g}, T {temperature:g}) on {ds.name}",
+                   f"Student {family} dim {dim} ({distill_text(scale_distill.to_dict())}) on {ds.name}",
                    teacher=teacher.id)
 if c[1].button("Stop", key="distill_stop", disabled=not running,
                help="Stop at the next mini-batch; a student that finished is kept."):
     jobs.cancel(job)
 
-live.show(job, live.distill_body(jobs.job_teacher(job)))
+live.show(job, live.distill_body(jobs.job_teacher(job), TERM_NAMES[method]))
 
 results = jobs.job_runs(snap, teacher=jobs.job_info(job).teacher) if snap is not None and not snap.active else {}
 if len(results) == 3:

@@ -38,7 +38,7 @@ f_text = c[3].text_input("Search", key="history_f_text", placeholder="e.g. sasre
                               "error (any case).")
 shown = history.filter_runs(runs, datasets=f_ds, kinds=f_kind, statuses=f_status, text=f_text)
 st.caption(f"{len(shown)} of {len(runs)} runs, newest first. Metrics are on the test split.")
-st.dataframe(history.runs_frame(shown, known={r.id for r in runs}), hide_index=True, key="history_table",
+st.dataframe(run_history.runs_frame(shown, known={r.id for r in runs}), hide_index=True, key="history_table",
              column_config={"NDCG@10": st.column_config.NumberColumn(format="%.4f"),
                             "HR@10": st.column_config.NumberColumn(format="%.4f"),
                             "Recall@20": st.column_config.NumberColumn(format="%.4f"),
@@ -56,7 +56,9 @@ chosen = c[0].multiselect("Runs to overlay", options, format_func=lambda i: hist
                                                       "show, plus any chosen before). Each becomes one line.")
 term = c[1].selectbox("Loss term", ["total", "ce", "kl"], format_func=run_history.SERIES.get,
                       key="history_loss_term", help="The training loss per epoch (mean over the epoch's "
-                                                    "examples): the total, or its CE or KL term.")
+                                                    "examples): the total, its CE, or its KD term: the KL for "
+                                                    "Hinton KD, the method's term (RD, RRD, DE) for another "
+                                                    "method (the table's method column).")
 if chosen:
     curves = history.curves_frame([by_id[i] for i in chosen])
     c = st.columns(2)

@@ -36,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "distill_core", "run", "--data", str(data), "--out", str(out)]
     if a.quick:
         cmd += ["--epochs", "1"]
+    log = CACHE / "scale_run.log"  # the run's own progress (epoch lines), readable while it runs: tail -f
+    print(f"{' '.join(cmd[1:])}\nprogress: tail -f {log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with open(log, "w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
     wall = time.perf_counter() - t0
     rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    print(proc.stderr[-3000:], file=sys.stderr)
+    print(log.read_text()[-3000:], file=sys.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"the run failed (exit {proc.returncode})")
     rep: dict[str, Any] = json.loads(out.read_text())

@@ -189,8 +189,9 @@ class DistillConfig:
             _check(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000, name,
                    "must be an integer between 1 and 100000", v)
         _check(self.de_experts <= 64, "de_experts", "must be at most 64", self.de_experts)
-        _check(self.rrd_pool >= self.rank_k, "rrd_pool", f"must be at least rank_k={self.rank_k} (the interesting "
-               "items are drawn from the pool)", self.rrd_pool)
+        if "rrd" in self.method.split("+"):  # rd reads rank_k alone: its pool is not drawn from
+            _check(self.rrd_pool >= self.rank_k, "rrd_pool", f"must be at least rank_k={self.rank_k} (the "
+                   "interesting items are drawn from the pool)", self.rrd_pool)
         for name in ("rd_lambda", "rrd_t", "de_tau"):
             _check(_finite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0",
                    getattr(self, name))

@@ -32,8 +32,11 @@ def config_summary(rec: RunRecord) -> str:
     c = rec.config
     parts = []
     if d := c.get("distill"):
-        parts.append(f"alpha {d.get('alpha'):g}, T {d.get('temperature'):g}"
-                     f"{'' if d.get('t_squared', True) else ', no T²'}, soft labels {d.get('soft_labels')}")
+        method = d.get("method", "logits")  # a run stored before the methods existed: Hinton KD
+        t = (f", T {d.get('temperature'):g}{'' if d.get('t_squared', True) else ', no T²'}"
+             if method in ("logits", "logits+rrd") else "")
+        parts.append(f"{'' if method == 'logits' else method + ', '}alpha {d.get('alpha'):g}{t}, "
+                     f"soft labels {d.get('soft_labels')}")
     if t := c.get("train"):
         parts.append(f"≤{t.get('epochs')} epochs, lr {t.get('lr'):g}, batch {t.get('batch_size')}, "
                      f"seed {t.get('seed')}")

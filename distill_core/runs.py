@@ -8,7 +8,9 @@ display names (the pages, the charts and the run history all use it). Pure funct
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -66,13 +68,28 @@ def model_label(rec: RunRecord) -> str:
     return f"{m.get('family', '?')} dim {m.get('dim', '?')}{layers}"
 
 
+def method_of(rec: RunRecord) -> str | None:
+    """The distillation method of a distilled run (``config.METHODS``), None for a teacher or a plain student.
+    A run stored before the methods existed, or with Hinton KD (``DistillConfig.to_dict`` leaves the default
+    out), has no ``method`` in its config: it was trained by ``"logits"``."""
+    d = rec.config.get("distill") if rec.kind == "student_kd" else None
+    return d.get("method", "logits") if d else None
+
+
+def distill_text(d: Mapping[str, Any]) -> str:
+    """A stored ``config["distill"]`` in a few words: ``alpha 0.5, T 2`` for Hinton KD (the text runs had before
+    the methods), ``rrd, alpha 0.5`` for another method; T only for the methods that read it (logits, logits+rrd)."""
+    method = d.get("method", "logits")
+    temperature = f", T {d['temperature']:g}" if "logits" in method.split("+") else ""
+    return f"{'' if method == 'logits' else method + ', '}alpha {d['alpha']:g}{temperature}"
+
+
 def run_label(rec: RunRecord) -> str:
-    """One line naming a run: its model, its result and when it ended."""
+    """One line naming a run: its model (and how a distilled one was distilled), its result and when it ended."""
     ndcg = rec.metrics.get("ndcg@10")
     result = f"test NDCG@10 {ndcg:.4f}" if ndcg is not None else rec.status
     extra = ""
     if rec.kind == "student_kd" and rec.config.get("distill"):
-        d = rec.config["distill"]
-        extra = f", alpha {d['alpha']:g}, T {d['temperature']:g}"
+        extra = f", {distill_text(rec.config['distill'])}"
     when = pd.Timestamp(rec.ended or rec.started, unit="s").strftime("%Y-%m-%d %H:%M")
     return f"{model_label(rec)}{extra} · {result} · {when} · {rec.id}"

@@ -21,7 +21,7 @@ from distill_core.losses import soft_targets
 from distill_core.metrics import agreement
 from distill_core.models import Recommender
 from distill_core.models.base import recent_history
-from distill_core.runs import ROLE_LABELS, model_label
+from distill_core.runs import ROLE_LABELS, method_of, model_label
 from distill_core.store import RunRecord
 
 HEAD_SHARE = 0.2  # the "head" of the catalogue: its most popular 20% of items
@@ -250,12 +250,14 @@ def human_bytes(n: float) -> str:
 
 
 def runs_table(runs: Mapping[str, RunRecord] | Sequence[RunRecord]) -> pd.DataFrame:
-    """One row per run (keyed by a display name, else named by its role): model, size, time, test metrics."""
+    """One row per run (keyed by a display name, else named by its role): model, distillation method (None but
+    for a distilled student; ``runs.method_of``), size, time, test metrics."""
     pairs = list(runs.items()) if isinstance(runs, Mapping) else [(ROLE_LABELS.get(r.kind, r.kind), r) for r in runs]
     rows = []
     for name, rec in pairs:
         m, info = rec.metrics, rec.info
-        rows.append({"model": name, "architecture": model_label(rec), "params": info.get("params"),
+        rows.append({"model": name, "architecture": model_label(rec), "method": method_of(rec),
+                     "params": info.get("params"),
                      "size": human_bytes(info["bytes"]) if "bytes" in info else None,
                      "train s": info.get("train_seconds"), "best epoch": info.get("best_epoch"),
                      "NDCG@10": m.get("ndcg@10"), "HR@10": m.get("hr@10"), "Recall@20": m.get("recall@20"),

@@ -86,7 +86,7 @@ def test_the_default_method_is_todays_loss_whatever_the_other_knobs(tiny_split, 
 
 @pytest.mark.parametrize("kw, field", [
     ({"method": "bogus"}, "method"), ({"method": "logits+de"}, "method"), ({"rank_k": 0}, "rank_k"),
-    ({"rank_k": 20, "rrd_pool": 10}, "rrd_pool"), ({"rd_lambda": 0.0}, "rd_lambda"), ({"rd_mu": -1.0}, "rd_mu"),
+    ({"method": "rrd", "rank_k": 20, "rrd_pool": 10}, "rrd_pool"), ({"rd_lambda": 0.0}, "rd_lambda"), ({"rd_mu": -1.0}, "rd_mu"),
     ({"rrd_l": 0}, "rrd_l"), ({"rrd_t": float("nan")}, "rrd_t"), ({"de_experts": 0}, "de_experts"),
     ({"de_experts": 65}, "de_experts"), ({"de_tau": 0.0}, "de_tau"), ({"combo_weight": -0.5}, "combo_weight"),
     ({"rank_k": True}, "rank_k"),
@@ -94,6 +94,13 @@ def test_the_default_method_is_todays_loss_whatever_the_other_knobs(tiny_split, 
 def test_bad_method_settings_name_the_field(kw, field):
     with pytest.raises(ConfigError, match=f"^{field} "):
         DistillConfig(**kw)
+
+
+def test_the_rrd_pool_bounds_rank_k_only_for_the_methods_that_draw_from_it():
+    assert DistillConfig(method="rd", rank_k=200).rank_k == 200  # rd reads rank_k alone (pool 100)
+    for method in ("rrd", "logits+rrd", "de+rrd"):
+        with pytest.raises(ConfigError, match="^rrd_pool must be at least rank_k=200"):
+            DistillConfig(method=method, rank_k=200)
 
 
 def test_stored_config_of_the_default_method_is_the_one_stored_before_the_methods():

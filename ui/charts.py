@@ -19,18 +19,27 @@ from distill_core.views import HEAD_SHARE, SoftLabelView
 
 KIND_COLORS = {"teacher": "#1f77b4", "student_kd": "#ff7f0e", "student_plain": "#7f7f7f"}
 COLORS = {ROLE_LABELS[kind]: color for kind, color in KIND_COLORS.items()}  # by display name ("Teacher")
+# the step rows keep the KD term under "kl" whatever the method (distillers.base); term_label names it
 TERMS = {"ce": "CE (hard labels)", "kl": "KL (soft labels)", "total": "total loss"}
 HEIGHT = 340
+
+
+def term_label(term_name: str = "KL") -> str:
+    """The KD term as a chart or a metric names it: ``KL (soft labels)`` for Hinton KD, else the method's
+    ``distillers.TERM_NAMES`` entry, e.g. ``RRD (method term)``."""
+    return TERMS["kl"] if term_name == "KL" else f"{term_name} (method term)"
 
 
 def _series(kind: str, term: str) -> str:
     return f"{ROLE_LABELS[kind]}: {TERMS[term]}"  # as steps_frame names them
 
 
-# one colour per loss series, whatever else is in the chart (a colour must not move as phases start)
+# one colour per loss series, whatever else is in the chart (a colour must not move as phases start); the KD
+# term keeps its colour under any method's name (loss_curves)
+KD_TERM_COLOR = "#d62728"
 SERIES_COLORS = {_series("teacher", "ce"): KIND_COLORS["teacher"],
                  _series("student_kd", "ce"): KIND_COLORS["student_kd"],
-                 _series("student_kd", "kl"): "#d62728", _series("student_kd", "total"): "#8c564b",
+                 _series("student_kd", "kl"): KD_TERM_COLOR, _series("student_kd", "total"): "#8c564b",
                  _series("student_plain", "ce"): KIND_COLORS["student_plain"]}
 LIVE_POINTS = 400  # points per loss series in a live chart (more are averaged in buckets)
 PALETTE = px.colors.qualitative.Plotly
@@ -42,14 +51,15 @@ def _style(fig: go.Figure, x: str, y: str, title: str) -> go.Figure:
     return fig
 
 
-def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Step losses in long form: step, model, term, series, loss. KL and the total are kept only
-    where there is a teacher's signal (the distilled student); elsewhere the total is the CE."""
+def steps_frame(steps: Iterable[Mapping[str, Any]], term_name: str = "KL") -> pd.DataFrame:
+    """Step losses in long form: step, model, term, series, loss. The KD term (``kl``) and the total are kept
+    only where there is a teacher's signal (the distilled student); elsewhere the total is the CE. ``term_name``:
+    what the distilled student's KD term is (``distillers.TERM_NAMES``: "KL" for Hinton KD, "RRD", ...)."""
     df = pd.DataFrame(list(steps), columns=["phase", "t", "ce", "kl", "total"])
     long = df.melt(id_vars=["phase", "t"], value_vars=["ce", "kl", "total"], var_name="term", value_name="loss")
     long = long[(long["term"] == "ce") | (long["phase"] == "student_kd")]
     long = long.assign(model=long["phase"].map(lambda p: ROLE_LABELS.get(p, p)))
-    long = long.assign(series=long["model"] + ": " + long["term"].map(TERMS))
+    long = long.assign(series=long["model"] + ": " + long["term"].map(TERMS | {"kl": term_label(term_name)}))
     return long.rename(columns={"t": "step"})[["step", "model", "term", "series", "loss"]]
 
 
@@ -92,7 +102,9 @@ def _series_traces(df: pd.DataFrame, x: str, y: str, by: str, colors: Mapping[st
 def loss_curves(steps: pd.DataFrame, title: str = "Training loss", max_points: int = LIVE_POINTS) -> go.Figure:
     """Loss per training step (log scale: CE is a few nats, KL a fraction of one); a series longer than
     ``max_points`` is drawn as means of consecutive steps."""
-    fig = go.Figure(_series_traces(steps, "step", "loss", "series", SERIES_COLORS, max_points, mode="lines"))
+    kd_terms = steps.loc[steps["term"] == "kl", "series"].unique() if "term" in steps else []
+    colors = SERIES_COLORS | {name: KD_TERM_COLOR for name in kd_terms}  # "…: RRD (method term)" as the KL's
+    fig = go.Figure(_series_traces(steps, "step", "loss", "series", colors, max_points, mode="lines"))
     fig.update_traces(line={"width": 1.5})
     fig.update_yaxes(type="log")
     return _style(fig, "training step (mini-batches since the job started)", "loss (nats, log scale)", title)

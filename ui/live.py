@@ -12,8 +12,9 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from distill_core.distillers import TERM_NAMES
 from distill_core.runner import ProgressSnapshot
-from distill_core.runs import ROLE_LABELS, best_val_ndcg
+from distill_core.runs import ROLE_LABELS, best_val_ndcg, method_of
 from distill_core.store import RunRecord
 
 from ui import charts, registry, session
@@ -76,19 +77,24 @@ def progress(snap: ProgressSnapshot) -> None:
         st.info(snap.note)
 
 
-def loss_metrics(snap: ProgressSnapshot) -> None:
-    """The latest step's CE and KL as metrics, naming the model that is training."""
+def loss_metrics(snap: ProgressSnapshot, term_name: str = "KL") -> None:
+    """The latest step's CE and KD term as metrics, naming the model that is training; ``term_name``: the
+    method's term (``distillers.TERM_NAMES``), which the step rows keep under ``kl`` whatever the method."""
     latest = snap.latest
     if latest:
         st.caption(f"Last training step of the {ROLE_LABELS.get(snap.phase, snap.phase).lower()}:")
+    kl = term_name == "KL"
     c = st.columns(3)
     c[0].metric("CE (hard labels)", f"{latest['ce']:.4f}" if latest else "–",
                 help="Cross-entropy of the held item under the softmax over all items of the model in training, "
                      "last step (nats).")
-    c[1].metric("KL (soft labels)", f"{latest['kl']:.4f}" if latest else "–",
-                help="KL(teacher_T || student_T) of the last step, before the T² factor (nats); 0 without a teacher.")
+    c[1].metric(charts.term_label(term_name), f"{latest['kl']:.4f}" if latest else "–",
+                help="KL(teacher_T || student_T) of the last step, before the T² factor (nats); 0 without a teacher."
+                if kl else f"The distillation method's term ({term_name}) of the last step, before alpha weighs it; "
+                           "0 without a teacher.")
     c[2].metric("Total loss", f"{latest['total']:.4f}" if latest else "–",
-                help="alpha·CE + (1 − alpha)·[T²]·KL of the last step (nats).")
+                help="alpha·CE + (1 − alpha)·[T²]·KL of the last step (nats)." if kl else
+                f"alpha·CE + (1 − alpha)·{term_name} of the last step.")
 
 
 def _with_reused_plain(snap: ProgressSnapshot, epochs: pd.DataFrame) -> pd.DataFrame:
@@ -111,16 +117,28 @@ def teacher_progress(snap: ProgressSnapshot) -> None:
     c[1].plotly_chart(charts.val_curves(charts.epochs_frame(snap.epochs_log)), key="teacher_live_val")
 
 
-def distill_body(teacher: RunRecord | None) -> Body:
-    """Distill page: progress, current CE and KL, the loss terms, and validation NDCG@10 of the
-    distilled student beside the teacher's best and the plain student's curve."""
+def job_term_name(snap: ProgressSnapshot, default: str = "KL") -> str:
+    """The KD term's name (``distillers.TERM_NAMES``) of the method the job's distilled student trains by, read
+    from its stored run (so a job another session started, or one started before the page's method was changed,
+    is named right); ``default`` until that run exists."""
+    rid = snap.runs.get("student_kd")
+    rec = registry.store().find(rid) if rid is not None else None
+    method = method_of(rec) if rec is not None else None
+    return TERM_NAMES.get(method, default) if method is not None else default
+
+
+def distill_body(teacher: RunRecord | None, term_name: str = "KL") -> Body:
+    """Distill page: progress, current CE and KD term, the loss terms, and validation NDCG@10 of the
+    distilled student beside the teacher's best and the plain student's curve. ``term_name``: the KD term of the
+    page's method (``distillers.TERM_NAMES``), until the job's own distilled run says which it is."""
     def body(snap: ProgressSnapshot) -> None:
+        name = job_term_name(snap, term_name)
         progress(snap)
-        loss_metrics(snap)
+        loss_metrics(snap, name)
         epochs = _with_reused_plain(snap, charts.epochs_frame(snap.epochs_log))
         ref = best_val_ndcg(teacher) if teacher is not None else None
         c = st.columns(2)
-        c[0].plotly_chart(charts.loss_curves(charts.steps_frame(snap.steps), "Student training loss"),
+        c[0].plotly_chart(charts.loss_curves(charts.steps_frame(snap.steps, name), "Student training loss"),
                           key="distill_live_loss")
         c[1].plotly_chart(charts.val_curves(epochs, {"Teacher": ref} if ref is not None else None),
                           key="distill_live_val")

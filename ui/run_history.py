@@ -2,13 +2,15 @@
 of one run, and the export for deployment with its ranking check."""
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from distill_core import Dataset, RecDistillError, export, history, views
-from distill_core.runs import run_label
+from distill_core.runs import method_of, run_label
 from distill_core.store import RunRecord
 from distill_core.workflows import same_dataset
 
@@ -17,8 +19,17 @@ from ui import registry
 PENDING_KEY = "history_pending_delete"  # the run whose deletion waits for confirmation
 FLASH_KEY = "history_flash"  # (kind, message) shown once after a delete
 EXPORT_KEY = "history_export_result"  # (run id, Exported) of the last export
-SERIES = {"total": "total loss (nats)", "ce": "CE, hard labels (nats)", "kl": "KL, soft labels (nats)",
+# "kl" holds a distilled run's KD term whatever its method: the KL for Hinton KD, else RD's, RRD's or DE's term
+SERIES = {"total": "total loss (nats)", "ce": "CE, hard labels (nats)", "kl": "KD term (KL, or the method's)",
           "val_ndcg@10": "NDCG@10 on the validation split (0-1)", "val_hr@10": "HR@10 on the validation split (0-1)"}
+
+
+def runs_frame(runs: Sequence[RunRecord], known: Collection[str] | None = None) -> pd.DataFrame:
+    """``history.runs_frame`` with the distillation method beside the model (``runs.method_of``: "logits" for a
+    distilled run stored before the methods, None for teachers and plain students)."""
+    frame = history.runs_frame(runs, known)
+    frame.insert(frame.columns.get_loc("model") + 1, "method", [method_of(r) for r in runs])
+    return frame
 
 
 def overlay(curves: pd.DataFrame, series: str, title: str) -> go.Figure:

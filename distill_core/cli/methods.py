@@ -9,7 +9,7 @@ from distill_core import catalogue, distillers
 from distill_core.config import METHODS, RunConfig
 
 # flag -> (DistillConfig field, type, help)
-_KNOBS: dict[str, tuple[str, type, str]] = {
+KNOBS: dict[str, tuple[str, type, str]] = {
     "--rank-k": ("rank_k", int, "rd: the teacher's top-K items taken as extra positives; rrd: the K interesting items"),
     "--rd-lambda": ("rd_lambda", float, "rd: position weight w_r ∝ exp(-r / lambda)"),
     "--rd-mu": ("rd_mu", float, "rd: dynamic weight tanh(max(mu (student rank - teacher rank), 0)); 0: position only"),
@@ -26,13 +26,13 @@ def add_method_args(p: argparse.ArgumentParser, d: RunConfig, method_help: str |
     p.add_argument("--method", default=d.distill.method,
                    help=method_help or f"distillation method: {' | '.join(METHODS)} (distill_core/distillers/; the "
                                        "KD term beside alpha x the hard CE)")
-    for flag, (name, kind, text) in _KNOBS.items():
+    for flag, (name, kind, text) in KNOBS.items():
         p.add_argument(flag, type=kind, default=getattr(d.distill, name), help=f"{text} (default %(default)s)")
 
 
 def method_fields(a: argparse.Namespace) -> dict[str, Any]:
     """The DistillConfig fields of the flags (DistillConfig checks them, naming the field)."""
-    return {"method": a.method} | {name: getattr(a, name) for name, _, _ in _KNOBS.values()}
+    return {"method": a.method} | {name: getattr(a, name) for name, _, _ in KNOBS.values()}
 
 
 def check_method(cfg: RunConfig, ds: Any) -> None:
