@@ -103,6 +103,17 @@ def fair(doc: dict[str, Any]) -> str:
     return head + "\n" + doc["markdown"]
 
 
+def methods(doc: dict[str, Any]) -> str:
+    t = doc["student_train"]
+    head = (quality(doc).split("\n")[0] + f" {doc['cells_per_method']} cells per method and as many for the plain "
+            f"student, chosen on the first seed's validation NDCG@10; students up to {t['epochs']} epochs (patience "
+            f"{t['patience']}). *retention* = the student's test NDCG@10 / its teacher's; *gain* = / the tuned plain "
+            "student's of the same teacher and seed (mean, standard deviation, lowest seed); *epoch_s* = training "
+            "seconds (validation and both fits of a lagged selection included) / epochs run. The targets are judged "
+            "on ml-100k only" + (" (quick run: short training, not the measurement)." if doc.get("quick") else "."))
+    return head + "\n" + doc["markdown"]
+
+
 def segments(doc: dict[str, Any]) -> str:
     pairs = "; ".join(f"*{name}*: sasrec teacher ({p['teacher_params']:,} params) -> {p['student']} ({p['params']:,}), "
                       f"alpha {p['alpha']:g}, T {p['T']:g}, up to {p['epochs']} epochs (patience {p['patience']})"
@@ -181,6 +192,7 @@ def superseded(fn: Any) -> Any:
 
 
 SECTIONS = [("fair", "Fair protocol: same tuning budget, honest selection, even refresh (`bench/fair.py`)", fair),
+            ("methods", "Distillation methods against the tuned plain student (`bench/methods.py`)", methods),
             ("segments", "Who gains: users by activity, items by popularity, the lists (`bench/segments.py`)", segments),
             ("quality", "Quality retained by distillation (`bench/quality.py`)", superseded(quality)),
             ("cross_family", "Cross-family distillation at 1/5 of the teacher (`bench/cross_family.py`)",

@@ -27,14 +27,16 @@ def run_sweep(ds, teacher: str, spec: sweep.SweepSpec, store: RunStore) -> dict:
 
 def test_a_method_is_swept_over_alpha_and_its_main_knob_and_bad_grids_are_refused_naming_the_field():
     rd = sweep.SweepSpec((0.5, 0.25), (2.0,), STUDENT, EPOCHS, distill=DistillConfig(method="rd", rd_mu=0.0),
-                         knobs=(10, 5))
-    assert rd.knob == "rank_k" and rd.axis == (5.0, 10.0) and rd.n_cells == 4
+                         knobs=(5, 1))
+    assert rd.knob == "rd_lambda" and rd.axis == (1.0, 5.0) and rd.n_cells == 4
     cells = rd.cells()
-    assert [(c.method, c.alpha, c.rank_k) for c in cells] == [("rd", 0.25, 5), ("rd", 0.25, 10), ("rd", 0.5, 5),
-                                                              ("rd", 0.5, 10)]
-    assert all(type(c.rank_k) is int and c.rd_mu == 0.0 and c.temperature == 2.0 for c in cells)  # the base's knobs
-    assert rd.label(cells[1]) == "rd · alpha 0.25 · rank_k 10"
-    assert rd.budget().startswith("distilled (rd): 4 cells over alpha × rank_k; plain: 4 cells")
+    assert [(c.method, c.alpha, c.rd_lambda) for c in cells] == [("rd", 0.25, 1.0), ("rd", 0.25, 5.0),
+                                                                 ("rd", 0.5, 1.0), ("rd", 0.5, 5.0)]
+    assert all(c.rd_mu == 0.0 and c.temperature == 2.0 for c in cells)  # the base's knobs
+    assert rd.label(cells[1]) == "rd · alpha 0.25 · rd_lambda 5"
+    assert rd.budget().startswith("distilled (rd): 4 cells over alpha × rd_lambda; plain: 4 cells")
+    rrd = sweep.SweepSpec((0.5,), (2.0,), distill=DistillConfig(method="rrd"), knobs=(10, 5))
+    assert rrd.knob == "rank_k" and [(c.rank_k, type(c.rank_k)) for c in rrd.cells()] == [(5, int), (10, int)]
     # no knob grid: the method's own value is the one cell of the axis
     de = sweep.SweepSpec((0.5,), (1.0,), distill=DistillConfig(method="de", de_experts=3))
     assert de.knob == "de_experts" and de.axis == (3.0,) and [c.de_experts for c in de.cells()] == [3]
@@ -47,9 +49,9 @@ def test_a_method_is_swept_over_alpha_and_its_main_knob_and_bad_grids_are_refuse
     for kwargs, words in [
             ({"temperatures": (1.0, 2.0), "distill": DistillConfig(method="rrd")}, "sweeps rank_k, not T"),
             ({"knobs": (5,)}, "Hinton KD .* sweeps the temperature grid"),
-            ({"distill": DistillConfig(method="rd"), "knobs": (2.5,)}, "rank_k 2.5 must be a finite whole number"),
+            ({"distill": DistillConfig(method="rrd"), "knobs": (2.5,)}, "rank_k 2.5 must be a finite whole number"),
             ({"distill": DistillConfig(method="rrd"), "knobs": (500,)}, "rrd_pool"),  # rank_k above the pool
-            ({"distill": DistillConfig(method="rd"), "knobs": (0,)}, "rank_k")]:
+            ({"distill": DistillConfig(method="rd"), "knobs": (0,)}, "rd_lambda")]:
         with pytest.raises(ConfigError, match=words):
             sweep.SweepSpec(**({"alphas": (0.5,), "temperatures": (2.0,)} | kwargs))
     assert sweep.parse_knob("0.1, 1;0.1", "combo_weight") == (0.1, 1.0)
@@ -59,18 +61,18 @@ def test_a_method_is_swept_over_alpha_and_its_main_knob_and_bad_grids_are_refuse
 
 def test_a_method_sweep_stores_its_cells_with_the_method_and_shares_the_plain_cells(tiny_ds, store, teacher,
                                                                                     train_calls):
-    rd = sweep.SweepSpec((0.5,), (2.0,), STUDENT, EPOCHS, distill=DistillConfig(method="rd"), knobs=(3, 6))
+    rd = sweep.SweepSpec((0.5,), (2.0,), STUDENT, EPOCHS, distill=DistillConfig(method="rd"), knobs=(3, 6))  # lambda
     first = run_sweep(tiny_ds, teacher, rd, store)
     assert [c[0] for c in train_calls] == ["student_plain", "student_kd"] * 2 and len(first["trained"]) == 4
     kd_runs = store.runs(kind="student_kd")
-    assert sorted((r.config["distill"]["method"], r.config["distill"]["rank_k"]) for r in kd_runs) == [("rd", 3),
-                                                                                                      ("rd", 6)]
+    assert sorted((r.config["distill"]["method"], r.config["distill"]["rd_lambda"]) for r in kd_runs) == [
+        ("rd", 3.0), ("rd", 6.0)]
     grid = sweep_results.grid_frame(store, tiny_ds, teacher, rd)
     assert list(grid.columns) == sweep.COLUMNS
-    assert grid[["method", "knob", "value", "status"]].values.tolist() == [["rd", "rank_k", 3.0, "done"],
-                                                                           ["rd", "rank_k", 6.0, "done"]]
+    assert grid[["method", "knob", "value", "status"]].values.tolist() == [["rd", "rd_lambda", 3.0, "done"],
+                                                                           ["rd", "rd_lambda", 6.0, "done"]]
     report = sweep_results.sweep_report(store, tiny_ds, teacher, rd)
-    assert (report["method"], report["knob"], report["knob_values"]) == ("rd", "rank_k", [3.0, 6.0])
+    assert (report["method"], report["knob"], report["knob_values"]) == ("rd", "rd_lambda", [3.0, 6.0])
     assert report["method_knobs"]["rank_k"] == DistillConfig().rank_k and report["best"]["method"] == "rd"
 
     # another method with as many cells: its own distilled cells, the plain cells already stored
@@ -117,7 +119,7 @@ def test_cli_sweep_over_methods_gives_each_the_same_budget_and_refuses_bad_metho
     for extra, words in [(["--method", "logits,rd", "--knob", "5"], "same number of cells"),
                          (["--method", "bogus"], "--method: 'bogus' is not a method"),
                          (["--method", "rd,rd"], "distinct methods"),
-                         (["--method", "rd", "--knob", "500", "--rrd-pool", "1000"], "rank_k must be at most the catalogue"),
+                         (["--method", "rrd", "--knob", "500", "--rrd-pool", "1000"], "rank_k must be at most the catalogue"),
                          (["--method", "rd", "--knob", "2,x"], "--knob")]:
         train_calls.clear()
         bad = tmp_path / "bad.json"

@@ -2,7 +2,7 @@
 (lr, weight decay) cells (distill_core.sweep), in the run store, so the same command resumes; JSON + CSV.
 
 ``--method rd,rrd --knob 5,10,20`` sweeps each method over alpha x its main knob (``sweep.MAIN_KNOB``: T for
-logits, rank_k for rd and rrd, de_experts for de, combo_weight for the combinations), one method after another,
+logits, rd_lambda for rd, rank_k for rrd, de_experts for de, combo_weight for the combinations), one method after another,
 every method with as many cells as the others and the plain student (whose cells are shared: trained once)."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def add_parser(sub: Any, d: RunConfig) -> None:
     add_method_args(sw, d, f"comma-separated distillation methods ({', '.join(METHODS)}); each is swept over "
                            "alpha x its main knob, with as many cells as the others (default %(default)s)")
     sw.add_argument("--knob", default=None,
-                    help="the grid of the main knob of the methods other than logits (rank_k for rd and rrd, "
+                    help="the grid of the main knob of the methods other than logits (rd_lambda for rd, rank_k for rrd, "
                          "de_experts for de, combo_weight for logits+rrd and de+rrd), comma-separated; default: "
                          "the knob's own value")
     add_data_args(sw)

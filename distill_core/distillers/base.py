@@ -123,9 +123,8 @@ class View:
         ``sum_{j in N} 1[s_j > s_i] / (S q_j)`` from the batch's negatives (``q`` uniform: Tang & Wang's
         estimate from uniform samples, ``n_items * share of the samples above``)."""
         s = self.scores(items)  # (n, k)
-        if not self.sampled:
-            srt = self.logits.sort(1).values  # (n, n_items) ascending
-            return (self.n_items - torch.searchsorted(srt, s.contiguous(), right=True)).to(s.dtype)
+        if not self.sampled:  # a count per ranked item: k passes over the row instead of sorting it
+            return torch.stack([(self.logits > s[:, j:j + 1]).sum(1) for j in range(s.shape[1])], 1).to(s.dtype)
         above = self.neg_logits.unsqueeze(1) > s.unsqueeze(2)  # (n, k, S)
         return (above * torch.exp(-self.neg.log_expected)).sum(2)
 
