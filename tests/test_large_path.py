@@ -118,3 +118,32 @@ def test_time_budget_stops_after_the_epoch_that_crosses_it(tiny_split):
 def test_soft_labels_refuse_top_k_without_a_temperature(tiny_split):
     with pytest.raises(ValueError, match="temperature"):
         SoftLabels(build_model(ModelSpec("mf", 4), tiny_split), tiny_split, top_k=3)
+
+
+def test_cli_sweep_takes_the_large_catalogue_flags_into_every_cell_and_refuses_bad_ones(tiny_dir, tmp_path, capsys):
+    import json
+
+    from distill_core import RunStore, cli
+
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--data", str(tiny_dir), "--alpha", "0.5", "--temperature", "2", "--student-dim", "4",
+            "--epochs", "1", "--patience", "0", "--teacher", "mf", "--teacher-dim", "8", "--teacher-epochs", "1",
+            "--out", str(out)]
+    assert cli.main(args + ["--loss", "sampled", "--negatives", "50", "--negative-beta", "0", "--soft-top-k", "20"]) == 0
+    assert "loss: sampled softmax, 50 negatives, beta 0; soft labels: top-20" in capsys.readouterr().err
+    report = json.loads(out.read_text())
+    store = RunStore()
+    for c in report["cells"] + report["plain_cells"]:
+        rec = store.get(c["run"])
+        assert (rec.config["train"]["loss"], rec.config["train"]["negatives"]) == ("sampled", 50)
+        assert rec.info["path"]["loss"] == "sampled" and rec.info["path"]["negatives"] == 50
+    kd = store.get(report["cells"][0]["run"])
+    assert kd.config["distill"]["soft_top_k"] == 20 and kd.info["path"]["top_k"] == 20
+    teacher = store.get(report["teacher"]["run"])
+    assert teacher.config["train"]["loss"] == "sampled"  # the teacher the sweep trained took the same path
+    for bad, flag in [(["--loss", "sampled", "--negatives", "500"], "--negatives must be below the catalogue"),
+                      (["--negatives", "0"], "--negatives must be at least 1"),
+                      (["--soft-top-k", "0"], "--soft-top-k must be at least 1"),
+                      (["--negative-beta", "-1"], "--negative-beta must be >= 0")]:
+        assert cli.main(args + bad) == 2, bad
+        assert flag in capsys.readouterr().err
