@@ -56,21 +56,26 @@ PLAIN_COLUMNS = ["lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10"
 NOT_TRAINED = "not trained"
 
 
+def _numbers(values: str | Iterable[float], name: str) -> list[float]:
+    """The numbers of a grid: text split on commas, semicolons or spaces (a token that is not a number is
+    refused naming ``name``), or any iterable of numbers."""
+    if not isinstance(values, str):
+        return [float(v) for v in values]
+    out = []
+    for t in (t for t in re.split(r"[,;\s]+", values.strip()) if t):
+        try:
+            out.append(float(t))
+        except ValueError:
+            raise ConfigError(f"{name}: {t!r} is not a number") from None
+    return out
+
+
 def parse_grid(values: str | Iterable[float], kind: str, name: str | None = None) -> tuple[float, ...]:
     """The distinct values of an alpha grid (``kind="alpha"``: each in [0, 1]) or a temperature grid
     (``kind="temperature"``: each > 0), sorted; text is split on commas, semicolons or spaces.
     Errors name the field as ``name`` (e.g. ``--alpha`` in the CLI)."""
     name = name or f"{kind} grid"
-    if isinstance(values, str):
-        tokens = [t for t in re.split(r"[,;\s]+", values.strip()) if t]
-        out = []
-        for t in tokens:
-            try:
-                out.append(float(t))
-            except ValueError:
-                raise ConfigError(f"{name}: {t!r} is not a number") from None
-    else:
-        out = [float(v) for v in values]
+    out = _numbers(values, name)
     if not out:
         raise ConfigError(f"{name} is empty: give at least one value (e.g. {'0.5' if kind == 'alpha' else '2'})")
     for v in out:
@@ -88,14 +93,7 @@ def parse_knob(values: str | Iterable[float], knob: str, name: str | None = None
     ``SweepSpec`` (each cell's ``DistillConfig``, whose message names the knob); ``rank_k`` and ``de_experts``
     must be whole numbers."""
     name = name or f"{knob} grid"
-    if isinstance(values, str):
-        tokens = [t for t in re.split(r"[,;\s]+", values.strip()) if t]
-        try:
-            out = [float(t) for t in tokens]
-        except ValueError:
-            raise ConfigError(f"{name}: {values!r} is not a list of numbers") from None
-    else:
-        out = [float(v) for v in values]
+    out = _numbers(values, name)
     if not out:
         raise ConfigError(f"{name} is empty: give at least one value of {knob}")
     for v in out:

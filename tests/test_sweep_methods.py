@@ -13,16 +13,10 @@ import pandas as pd
 import pytest
 
 from distill_core import ConfigError, DistillConfig, ModelSpec, RunStore, TrainConfig, cli, sweep, sweep_results
-from distill_core.runner import JobRunner
+
+from test_sweep import run_sweep
 
 STUDENT, EPOCHS = ModelSpec("mf", 4), TrainConfig(epochs=1, patience=0)
-
-
-def run_sweep(ds, teacher: str, spec: sweep.SweepSpec, store: RunStore) -> dict:
-    runner = JobRunner()
-    snap = runner.wait(runner.submit("sweep", sweep.sweep_job(ds, teacher, spec, store)))
-    assert snap.status == "done", snap.error
-    return snap.result
 
 
 def test_a_method_is_swept_over_alpha_and_its_main_knob_and_bad_grids_are_refused_naming_the_field():
@@ -55,7 +49,7 @@ def test_a_method_is_swept_over_alpha_and_its_main_knob_and_bad_grids_are_refuse
         with pytest.raises(ConfigError, match=words):
             sweep.SweepSpec(**({"alphas": (0.5,), "temperatures": (2.0,)} | kwargs))
     assert sweep.parse_knob("0.1, 1;0.1", "combo_weight") == (0.1, 1.0)
-    with pytest.raises(ConfigError, match="--knob: 'x' is not a list of numbers"):
+    with pytest.raises(ConfigError, match="--knob: 'x' is not a number"):
         sweep.parse_knob("x", "rank_k", "--knob")
 
 
@@ -120,7 +114,7 @@ def test_cli_sweep_over_methods_gives_each_the_same_budget_and_refuses_bad_metho
                          (["--method", "bogus"], "--method: 'bogus' is not a method"),
                          (["--method", "rd,rd"], "distinct methods"),
                          (["--method", "rrd", "--knob", "500", "--rrd-pool", "1000"], "rank_k must be at most the catalogue"),
-                         (["--method", "rd", "--knob", "2,x"], "--knob")]:
+                         (["--method", "rd", "--knob", "2,x"], "--knob: 'x' is not a number")]:
         train_calls.clear()
         bad = tmp_path / "bad.json"
         argv = [a if a != str(out) else str(bad) for a in args] + extra
