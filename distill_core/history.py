@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from distill_core.errors import StoreError
-from distill_core.runs import ROLE_LABELS, model_label
+from distill_core.runs import ROLE_LABELS, method_of, model_label
 from distill_core.store import RunRecord, RunStore
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ def runs_frame(runs: Sequence[RunRecord], known: Collection[str] | None = None) 
 
 
 def short_label(rec: RunRecord) -> str:
-    """A legend entry: role, model and the end of the id (which tells two alike runs apart)."""
-    return f"{ROLE_LABELS.get(rec.kind, rec.kind)} · {model_label(rec)} · …{rec.id[-6:]}"
+    """A legend entry: role (and the method of a run distilled by another than Hinton KD), model and the end
+    of the id (which tells two alike runs apart)."""
+    method = method_of(rec)
+    how = f" · {method}" if method not in (None, "logits") else ""  # distilled by another method than Hinton KD
+    return f"{ROLE_LABELS.get(rec.kind, rec.kind)}{how} · {model_label(rec)} · …{rec.id[-6:]}"
 
 
 # ----------------------------------------------------------------------------- curves

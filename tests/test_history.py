@@ -102,3 +102,19 @@ def test_filters_and_curves(tiny_ds):
         got = curves[(curves["run"] == rid) & (curves["series"] == "val_ndcg@10")]
         assert got["epoch"].tolist() == [1, 2] and got["value"].tolist() == [h["val_ndcg@10"] for h in rec.history]
     assert set(curves["series"]) == set(history.CURVE_COLUMNS)
+
+
+def test_the_legend_and_the_config_summary_name_a_method_other_than_hinton_kd():
+    def rec(kind: str, distill: dict | None) -> RunRecord:
+        return RunRecord(id="run-abcdef123456", kind=kind, dataset="d", dataset_name="d", parent=None,
+                         config={"model": {"family": "mf", "dim": 6}, "distill": distill,
+                                 "train": {"epochs": 5, "lr": 0.005, "batch_size": 1024, "seed": 0}},
+                         status="done", started=0.0, ended=1.0, history=[], metrics={}, info={}, weights=None,
+                         error=None)
+    rrd = rec("student_kd", {"method": "rrd", "alpha": 0.5, "temperature": 2.0, "soft_labels": "current"})
+    old = rec("student_kd", {"alpha": 0.5, "temperature": 2.0, "soft_labels": "current"})  # stored before methods
+    assert history.short_label(rrd) == "Distilled student · rrd · mf dim 6 · …123456"
+    assert history.short_label(old) == "Distilled student · mf dim 6 · …123456"
+    assert history.short_label(rec("student_plain", None)) == "Plain student · mf dim 6 · …123456"
+    assert history.config_summary(rrd).startswith("rrd, alpha 0.5, soft labels current")  # no T: rrd does not read it
+    assert history.config_summary(old).startswith("alpha 0.5, T 2, soft labels current")
