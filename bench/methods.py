@@ -47,6 +47,7 @@ import numpy as np
 from _common import start, table, verdict, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
 from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
 from distill_core.config import METHODS
+from distill_core.sweep import INT_KNOBS
 from distill_core.tuning import plain_ladder
 from quality import METRICS, dataset_and_seeds, dataset_parser, log, mf_dim_for
 
@@ -70,7 +71,6 @@ GRIDS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     "logits+rrd": ("combo_weight", (0.1, 1.0, 0.01, 0.3), ALPHAS),
     "de+rrd": ("combo_weight", (0.1, 1.0, 0.01, 0.3), ALPHAS),
 }
-_INT_KNOBS = ("rank_k", "de_experts")
 _SHORT = {"temperature": "T"}
 
 
@@ -85,7 +85,7 @@ def ladder(n: int, knob: tuple[float, ...], alphas: tuple[float, ...]) -> list[t
 
 def kd_settings(method: str, value: float, alpha: float) -> dict[str, Any]:
     knob = GRIDS[method][0]
-    return {"alpha": alpha, knob: int(value) if knob in _INT_KNOBS else value}
+    return {"alpha": alpha, knob: int(value) if knob in INT_KNOBS else value}
 
 
 def label(settings: dict[str, Any]) -> str:

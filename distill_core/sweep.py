@@ -51,7 +51,7 @@ COLUMNS = ["alpha", "temperature", "method", "knob", "value", "status", "run", *
 # train nearly alike (bench/methods.py's quick run: lambda 5 scored 0.118 where lambda 1 scored 0.042)
 MAIN_KNOB: dict[str, str] = {"logits": "temperature", "rd": "rd_lambda", "rrd": "rank_k", "de": "de_experts",
                              "logits+rrd": "combo_weight", "de+rrd": "combo_weight"}
-_INT_KNOBS = ("rank_k", "de_experts")
+INT_KNOBS = ("rank_k", "de_experts")  # the knobs DistillConfig wants as integers
 PLAIN_COLUMNS = ["lr", "weight_decay", "status", "run", "val_ndcg@10", "ndcg@10", "hr@10"]
 NOT_TRAINED = "not trained"
 
@@ -97,8 +97,8 @@ def parse_knob(values: str | Iterable[float], knob: str, name: str | None = None
     if not out:
         raise ConfigError(f"{name} is empty: give at least one value of {knob}")
     for v in out:
-        if not math.isfinite(v) or (knob in _INT_KNOBS and v != int(v)):
-            raise ConfigError(f"{name}: {knob} {v:g} must be a finite{' whole' if knob in _INT_KNOBS else ''} number")
+        if not math.isfinite(v) or (knob in INT_KNOBS and v != int(v)):
+            raise ConfigError(f"{name}: {knob} {v:g} must be a finite{' whole' if knob in INT_KNOBS else ''} number")
     return tuple(sorted(set(out)))
 
 
@@ -164,7 +164,7 @@ class SweepSpec:
         if self.knob == "temperature":
             return [replace(base, alpha=a, temperature=t) for a in self.alphas for t in self.temperatures]
         t = self.temperatures[0]
-        cast = int if self.knob in _INT_KNOBS else float
+        cast = int if self.knob in INT_KNOBS else float
         return [replace(base, alpha=a, temperature=t, **{self.knob: cast(v)}) for a in self.alphas for v in self.knobs]
 
     def label(self, d: DistillConfig) -> str:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from distill_core import catalogue, distillers
-from distill_core.config import METHODS, RunConfig
+from distill_core.config import METHODS, DistillConfig, RunConfig, TrainConfig
 
 # flag -> (DistillConfig field, type, help)
 KNOBS: dict[str, tuple[str, type, str]] = {
@@ -37,7 +37,12 @@ def method_fields(a: argparse.Namespace) -> dict[str, Any]:
 
 def check_method(cfg: RunConfig, ds: Any) -> None:
     """The method against the catalogue (K, the pool, the teacher's top-K lists), before anything trains."""
-    if cfg.distill.method == "logits" or cfg.distill.alpha == 1:
+    check_distill(cfg.student_train, cfg.distill, ds)
+
+
+def check_distill(train: TrainConfig, distill: DistillConfig, ds: Any) -> None:
+    """One student's method settings against the catalogue on the path ``train`` resolves to (run, sweep cells)."""
+    if distill.method == "logits" or distill.alpha == 1:
         return
-    path = catalogue.resolve(cfg.student_train, cfg.distill, ds.n_users, ds.n_items)
-    distillers.check(cfg.distill, None, ds.n_items, path.top_k)
+    path = catalogue.resolve(train, distill, ds.n_users, ds.n_items)
+    distillers.check(distill, None, ds.n_items, path.top_k)

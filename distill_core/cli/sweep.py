@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
-from distill_core.cli.methods import add_method_args, method_fields
+from distill_core.cli.methods import add_method_args, check_distill, method_fields
 from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
 from distill_core.config import METHODS, MODEL_FAMILIES, STUDENT_FAMILIES, DistillConfig, ModelSpec, RunConfig
 from distill_core.distillers import TERM_NAMES
@@ -128,8 +128,9 @@ def command(a: argparse.Namespace) -> int:
     sized_student = sized(a, specs[0].student, t_spec, ds)  # an impossible budget stops before training
     specs = [replace(sp, student=sized_student) for sp in specs]
     for sp in specs:  # K against the catalogue and the teacher's top-K lists, before anything trains
-        for cell in sp.cells()[:1] + sp.cells()[-1:]:
-            _check_cell(cell, sp, ds)
+        cells = sp.cells()
+        for cell in (cells[0], cells[-1]):  # the smallest and the largest knob value
+            check_distill(sp.train, cell, ds)
     if teacher is None:
         t_train = replace(d.teacher_train, epochs=a.teacher_epochs, seed=a.seed, device=a.device, **scale)
         teacher = sweep.find_teacher(store, ds, t_spec, t_train)  # same config, dataset and seed: its cells too
@@ -212,16 +213,6 @@ def _specs(a: argparse.Namespace, alphas: tuple[float, ...], temperatures: tuple
                           "tuning budget); got " + ", ".join(f"{m} {n}" for m, n in sizes.items())
                           + ": give --knob as many values as --temperature")
     return specs
-
-
-def _check_cell(cell: DistillConfig, spec: Any, ds: Any) -> None:
-    """A method's cell against the catalogue (its K, its pool, the teacher's top-K lists)."""
-    from distill_core import catalogue, distillers
-
-    if cell.method == "logits" or cell.alpha == 1:
-        return
-    path = catalogue.resolve(spec.train, cell, ds.n_users, ds.n_items)
-    distillers.check(cell, None, ds.n_items, path.top_k)
 
 
 def _print_summary(report: dict[str, Any]) -> None:
