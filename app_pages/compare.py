@@ -1,8 +1,8 @@
 """Compare: every stored model of the active dataset by size, speed and quality; train a size ladder."""
 import streamlit as st
 
-from distill_core import DistillConfig, ModelSpec, RunConfig, TrainConfig, compare
-from distill_core.config import STUDENT_FAMILIES
+from distill_core import DistillConfig, RecDistillError, RunConfig, TrainConfig, catalogue, compare
+from distill_core.config import METHODS, STUDENT_FAMILIES
 from distill_core.runs import method_of
 from distill_core.workflows import ladder_job
 from ui import charts, jobs, live, methods, registry, session, widgets
@@ -72,6 +72,11 @@ else:
 st.subheader("Train a size ladder")
 st.caption("One click distils a student of each size from the reference teacher, each beside its plain twin, one "
            "after another in the background; the chart above fills in as each finishes.")
+c = st.columns([1, 3])
+method = c[0].selectbox("Method", METHODS, key="ladder_method", help=methods.METHOD_HELP)
+c[1].caption(methods.formula(method, D.distill.t_squared))
+knob_values = methods.knob_inputs(method, "ladder")
+reads_t = methods.uses_temperature(method)
 c = st.columns(5)
 family = c[0].selectbox("Student family", STUDENT_FAMILIES, key="ladder_family",
                         help="mf serves with one dot product per item: the fastest to score.")
@@ -80,16 +85,25 @@ dims = c[1].multiselect("Dims", [2, 4, 6, 8, 16, 32, 64, 128], list(compare.LADD
 epochs = c[2].number_input("Epochs (max)", 1, 500, D.student_train.epochs, key="ladder_epochs",
                            help="Upper bound per student; early stopping on validation NDCG@10.")
 alpha = c[3].slider("alpha", 0.0, 1.0, D.distill.alpha, 0.05, key="ladder_alpha",
-                    help="Weight of the hard-label CE; the soft KL term gets 1 − alpha.")
-temperature = c[4].slider("T", 0.5, 20.0, D.distill.temperature, 0.5, key="ladder_T",
-                          help="Temperature of the soft labels.")
+                    help="Weight of the hard-label CE; the distillation term gets 1 − alpha.")
+temperature = c[4].slider("T", 0.5, 20.0, D.distill.temperature, 0.5, key="ladder_T", disabled=not reads_t,
+                          help="Temperature of the soft labels (Hinton KD's KL only"
+                               + ("" if reads_t else f"; {method} does not read it") + ").")
+train = TrainConfig(epochs=int(epochs), lr=D.student_train.lr)
+try:  # the method's knobs against each other, the catalogue, the teacher's top-K lists and the teacher (as Distill)
+    distill = DistillConfig(alpha, temperature, **methods.fields(method, knob_values))
+    methods.check(distill, lambda: registry.model(teacher.id, ds), ds.n_items,
+                  catalogue.resolve(train, distill, ds.n_users, ds.n_items))
+except RecDistillError as e:
+    st.error(f"{e}. Nothing will be started until it is changed.")
+    distill = None
 c = st.columns([1, 1, 6])
-if c[0].button("Train ladder", type="primary", key="ladder_train", disabled=running,
-               help="Runs in the background; you can leave the page."):
-    jobs.start_job("ladder", ds, lambda: ladder_job(ds, teacher.id, family, tuple(int(d) for d in dims),
-                                                    TrainConfig(epochs=int(epochs), lr=D.student_train.lr),
-                                                    DistillConfig(alpha, temperature), registry.store()),
-                   f"Size ladder {family} dims {', '.join(map(str, sorted(dims)))}", teacher=teacher.id)
+if c[0].button("Train ladder", type="primary", key="ladder_train", disabled=running or distill is None,
+               help="Runs in the background; you can leave the page.") and distill is not None:
+    jobs.start_job("ladder", ds, lambda: ladder_job(ds, teacher.id, family, tuple(int(d) for d in dims), train,
+                                                    distill, registry.store()),
+                   f"Size ladder {family} dims {', '.join(map(str, sorted(dims)))}"
+                   + (f" ({method})" if method != "logits" else ""), teacher=teacher.id)
 if c[1].button("Stop", key="ladder_stop", disabled=not running, help="Stop at the next mini-batch; finished "
                "students are kept."):
     jobs.cancel(job)

@@ -25,6 +25,10 @@ METHODS: tuple[str, ...] = ("logits", "rd", "rrd", "de", "logits+rrd", "de+rrd")
 # the knobs of the methods other than Hinton KD (DistillConfig.to_dict leaves them out when method is "logits")
 METHOD_KNOBS: tuple[str, ...] = ("rank_k", "rd_lambda", "rd_mu", "rrd_pool", "rrd_l", "rrd_t", "de_experts", "de_tau",
                                  "combo_weight")
+# the bounds of DistillConfig's integer knobs (rank_k, rrd_pool, rrd_l, de_experts), shared with the dashboard's inputs
+KNOB_INT_MIN = 1
+KNOB_INT_MAX = 100_000
+DE_EXPERTS_MAX = 64  # experts per side
 
 
 def _check(cond: bool, name: str, problem: str, value: Any) -> None:
@@ -186,9 +190,9 @@ class DistillConfig:
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}", self.method)
         for name in ("rank_k", "rrd_pool", "rrd_l", "de_experts"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000, name,
-                   "must be an integer between 1 and 100000", v)
-        _check(self.de_experts <= 64, "de_experts", "must be at most 64", self.de_experts)
+            _check(isinstance(v, int) and not isinstance(v, bool) and KNOB_INT_MIN <= v <= KNOB_INT_MAX, name,
+                   f"must be an integer between {KNOB_INT_MIN} and {KNOB_INT_MAX}", v)
+        _check(self.de_experts <= DE_EXPERTS_MAX, "de_experts", f"must be at most {DE_EXPERTS_MAX}", self.de_experts)
         if "rrd" in self.method.split("+"):  # rd reads rank_k alone: its pool is not drawn from
             _check(self.rrd_pool >= self.rank_k, "rrd_pool", f"must be at least rank_k={self.rank_k} (the "
                    "interesting items are drawn from the pool)", self.rrd_pool)

@@ -11,6 +11,7 @@ import streamlit as st
 from distill_core import DistillConfig, distillers
 from distill_core.catalogue import TrainPath
 from distill_core.cli import methods as cli_methods
+from distill_core.config import DE_EXPERTS_MAX, KNOB_INT_MAX, KNOB_INT_MIN
 from distill_core.models import Recommender
 
 D = DistillConfig()
@@ -26,15 +27,16 @@ PART_KNOBS: dict[str, tuple[str, ...]] = {"logits": (), "rd": ("rank_k", "rd_lam
                                           "rrd": ("rank_k", "rrd_pool", "rrd_l", "rrd_t"),
                                           "de": ("de_experts", "de_tau")}
 MIN_POSITIVE = 0.001  # the least a knob that DistillConfig wants > 0 may be set to here
-# field -> (label, min, max, step): DistillConfig's bounds (integers 1..100000, de_experts at most 64)
+# field -> (label, min, max, step): DistillConfig's bounds (distill_core.config's KNOB_INT_MIN..KNOB_INT_MAX,
+# de_experts at most DE_EXPERTS_MAX)
 KNOB_WIDGETS: dict[str, tuple[str, Any, Any, Any]] = {
-    "rank_k": ("rank_k (K)", 1, 100_000, 1),
+    "rank_k": ("rank_k (K)", KNOB_INT_MIN, KNOB_INT_MAX, 1),
     "rd_lambda": ("rd_lambda (position weight λ)", MIN_POSITIVE, None, 0.1),
     "rd_mu": ("rd_mu (dynamic weight μ)", 0.0, None, 0.05),
-    "rrd_pool": ("rrd_pool (pool of interesting items)", 1, 100_000, 10),
-    "rrd_l": ("rrd_l (uninteresting items per batch)", 1, 100_000, 10),
+    "rrd_pool": ("rrd_pool (pool of interesting items)", KNOB_INT_MIN, KNOB_INT_MAX, 10),
+    "rrd_l": ("rrd_l (uninteresting items per batch)", KNOB_INT_MIN, KNOB_INT_MAX, 10),
     "rrd_t": ("rrd_t (sampling temperature)", MIN_POSITIVE, None, 1.0),
-    "de_experts": ("de_experts (experts per side)", 1, 64, 1),
+    "de_experts": ("de_experts (experts per side)", KNOB_INT_MIN, DE_EXPERTS_MAX, 1),
     "de_tau": ("de_tau (gate temperature)", MIN_POSITIVE, None, 0.1),
     "combo_weight": ("combo_weight (weight of RRD's term)", 0.0, None, 0.1),
 }
