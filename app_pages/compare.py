@@ -89,7 +89,7 @@ alpha = c[3].slider("alpha", 0.0, 1.0, D.distill.alpha, 0.05, key="ladder_alpha"
 temperature = c[4].slider("T", 0.5, 20.0, D.distill.temperature, 0.5, key="ladder_T", disabled=not reads_t,
                           help="Temperature of the soft labels (Hinton KD's KL only"
                                + ("" if reads_t else f"; {method} does not read it") + ").")
-train = TrainConfig(epochs=int(epochs), lr=D.student_train.lr)
+train = TrainConfig(epochs=int(epochs), lr=catalogue.student_lr("auto", ds.n_items))  # the Distill page's default
 try:  # the method's knobs against each other, the catalogue, the teacher's top-K lists and the teacher (as Distill)
     distill = DistillConfig(alpha, temperature, **methods.fields(method, knob_values))
     methods.check(distill, lambda: registry.model(teacher.id, ds), ds.n_items,

@@ -88,8 +88,7 @@ epochs = c[2].number_input("Epochs (max)", 1, 500, TrainConfig().epochs, key="di
 patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="distill_patience",
                              persist_state="session", help="Each student stops after this many epochs without a "
                                                            "better validation NDCG@10 (0: never stops early).")
-lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="distill_lr",
-                       persist_state="session", help="Adam's step size (both students).")
+lr = widgets.student_lr_input(c[4], ds, "distill_lr", "Adam's step size (both students).")
 advanced = st.expander("Advanced: large catalogues", expanded=False)
 with advanced:
     c = st.columns(4)

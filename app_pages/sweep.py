@@ -1,7 +1,7 @@
 """Sweep: one distilled student per (alpha, T) cell, trained in the background, resumable; a live heatmap."""
 import streamlit as st
 
-from distill_core import ConfigError, ModelSpec, TrainConfig, sizing, sweep, sweep_results
+from distill_core import ConfigError, ModelSpec, TrainConfig, catalogue, sizing, sweep, sweep_results
 from distill_core.config import STUDENT_FAMILIES
 from ui import jobs, live, registry, session, sweep_view, widgets
 
@@ -36,13 +36,12 @@ dim = c[1].number_input("Student dim", 1, 1024, 6, key="sweep_dim", persist_stat
 epochs = c[2].number_input("Epochs per cell (max)", 1, 500, TrainConfig().epochs, key="sweep_epochs", persist_state="session",
                            help="Upper bound per cell, with early stopping on validation NDCG@10 (see Patience). "
                                 f"The Distill page's defaults ({TrainConfig().epochs} epochs, patience {TrainConfig().patience}, "
-                                f"lr {TrainConfig().lr:g}), so its students count as cells.")
+                                f"lr {catalogue.student_lr('auto', ds.n_items):g}), so its students count as cells.")
 patience = c[3].number_input("Patience", 0, 500, TrainConfig().patience, key="sweep_patience",
                              persist_state="session", help="A cell stops after this many epochs without a better "
                                                            "validation NDCG@10 (0: never stops early).")
-lr = c[4].number_input("Learning rate", 1e-5, 1.0, 5e-3, step=1e-3, format="%.4f", key="sweep_lr",
-                       persist_state="session", help="Adam's step size of every distilled cell; the plain cells "
-                                                     "try it and a ladder around it (lr/2 to 4 lr for 16 cells).")
+lr = widgets.student_lr_input(c[4], ds, "sweep_lr", "Adam's step size of every distilled cell; the plain cells try it and a ladder around it "
+                                   "(lr/2 to 4 lr for 16 cells).")
 try:
     spec = sweep.SweepSpec(sweep.parse_grid(alpha_text, "alpha"), sweep.parse_grid(temp_text, "temperature"),
                            ModelSpec(family, int(dim)), TrainConfig(epochs=int(epochs), lr=float(lr), patience=int(patience)))

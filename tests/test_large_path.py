@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill_core import catalogue
-from distill_core.config import DistillConfig, ModelSpec, TrainConfig
+from distill_core.config import DistillConfig, ModelSpec, RunConfig, TrainConfig
 from distill_core.distill import evaluate, train_model
 from distill_core.errors import ConfigError
 from distill_core.models import build_model
@@ -141,9 +141,36 @@ def test_cli_sweep_takes_the_large_catalogue_flags_into_every_cell_and_refuses_b
     assert kd.config["distill"]["soft_top_k"] == 20 and kd.info["path"]["top_k"] == 20
     teacher = store.get(report["teacher"]["run"])
     assert teacher.config["train"]["loss"] == "sampled"  # the teacher the sweep trained took the same path
+    # the students' default learning rate follows the path: the distilled cell and the plain ladder's first cell
+    assert kd.config["train"]["lr"] == catalogue.SAMPLED_STUDENT_LR
+    assert store.get(report["plain_cells"][0]["run"]).config["train"]["lr"] == catalogue.SAMPLED_STUDENT_LR
+    assert teacher.config["train"]["lr"] == RunConfig().teacher_train.lr  # the teacher keeps its own default
     for bad, flag in [(["--loss", "sampled", "--negatives", "500"], "--negatives must be below the catalogue"),
                       (["--negatives", "0"], "--negatives must be at least 1"),
                       (["--soft-top-k", "0"], "--soft-top-k must be at least 1"),
                       (["--negative-beta", "-1"], "--negative-beta must be >= 0")]:
         assert cli.main(args + bad) == 2, bad
         assert flag in capsys.readouterr().err
+
+
+def test_students_default_learning_rate_follows_the_path(tiny_dir, tmp_path, capsys):
+    import json
+
+    from distill_core import cli
+
+    assert catalogue.student_lr("auto", catalogue.FULL_MAX_ITEMS) == TrainConfig().lr
+    assert catalogue.student_lr("auto", catalogue.FULL_MAX_ITEMS + 1) == catalogue.SAMPLED_STUDENT_LR
+    assert catalogue.student_lr("full", 10**6) == TrainConfig().lr
+    assert catalogue.student_lr("sampled", 100) == catalogue.SAMPLED_STUDENT_LR
+    out = tmp_path / "r.json"
+    argv = ["run", "--data", str(tiny_dir), "--teacher", "mf", "--teacher-dim", "8", "--student-dim", "2",
+            "--epochs", "1", "--out", str(out)]
+    lrs = {}
+    for extra in ([], ["--loss", "sampled", "--negatives", "50"], ["--loss", "sampled", "--negatives", "50",
+                                                                    "--lr", "0.003"]):
+        assert cli.main(argv + extra) == 0
+        cfg = json.loads(out.read_text())["config"]
+        lrs[len(extra)] = (cfg["teacher_train"]["lr"], cfg["student_train"]["lr"])
+        err = capsys.readouterr().err
+        assert ("students' learning rate" in err) == ("--lr" not in extra)
+    assert lrs == {0: (1e-3, TrainConfig().lr), 4: (1e-3, catalogue.SAMPLED_STUDENT_LR), 6: (0.003, 0.003)}

@@ -45,3 +45,23 @@ def test_two_tower_context_sees_only_the_past(tiny_split):
     m.set_context(*tiny_split.context("test"))
     assert m.history[u, -1].item() == vi[vp[u]]  # the validation item is the newest context item
     assert ti[tp[u]] not in m.history[u].tolist()  # the test item never is
+
+
+@pytest.mark.parametrize("family", ["mf", "two_tower", "sasrec"])
+def test_item_vectors_of_given_items_match_the_tables_with_their_gradients(tiny_split, family):
+    """``item_vectors(items)`` (``base.gather``, index_select) gives the rows and gradients of a plain
+    lookup, repeated items included, for 1-d and 2-d index tensors (the top-K soft labels gather (rows, K))."""
+    m = build_model(ModelSpec(family, 8), tiny_split)
+    items = torch.tensor([[3, 0, 3], [7, 7, 1]])
+    w = torch.randn(2, 3, 8)
+    e, b = m.item_vectors(items)
+    assert e.shape == (2, 3, 8) and b.shape == (2, 3)
+    (e * w).sum().add(b.sum() * 2).backward()
+    ref_w = torch.zeros_like(m.item.weight)
+    ref_w.index_put_((items.reshape(-1),), w.reshape(-1, 8), accumulate=True)
+    ref_b = torch.bincount(items.reshape(-1), minlength=m.item_bias.shape[0]).float() * 2
+    torch.testing.assert_close(e.detach(), m.item.weight.detach()[items])
+    torch.testing.assert_close(m.item.weight.grad, ref_w)
+    torch.testing.assert_close(m.item_bias.grad, ref_b)
+    e1, _ = m.item_vectors(items[0])
+    torch.testing.assert_close(e1.detach(), m.item.weight.detach()[items[0]])

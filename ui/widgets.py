@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from distill_core import Dataset, RecDistillError, Split
-from distill_core import views
+from distill_core import catalogue, views
 from distill_core.runs import Distillation, run_label
 from distill_core.store import RunRecord
 
@@ -27,6 +27,19 @@ PAGE_ICONS = {"app_pages/overview.py": ":material/home:", "app_pages/data.py": "
               "app_pages/who_gains.py": ":material/groups:", "app_pages/loss_lab.py": ":material/functions:",
               "app_pages/history.py": ":material/history:"}
 APP_ICON = PAGE_ICONS["app_pages/distill.py"]  # the browser tab's icon
+
+
+def student_lr_input(col: DeltaGenerator, ds: Dataset, key: str, help: str) -> float:
+    """The students' learning rate, defaulting to ``catalogue.student_lr`` on this dataset's auto path (5e-3 on the
+    full softmax, more on the sampled one); each path keeps its own value, so a large dataset does not inherit a
+    small one's."""
+    lr = catalogue.student_lr("auto", ds.n_items)
+    sampled = lr != catalogue.student_lr("full", ds.n_items)
+    return col.number_input("Learning rate", 1e-5, 1.0, lr, step=1e-3, format="%.4f",
+                            key=key + ("_sampled" if sampled else ""), persist_state="session",
+                            help=help + f" Default {lr:g}: " + ("the sampled path's (catalogue.SAMPLED_STUDENT_LR), "
+                                                                "since this catalogue trains on sampled softmax."
+                                                                if sampled else "the full softmax's."))
 
 
 def page_link(page: str, label: str, where: DeltaGenerator | None = None) -> None:

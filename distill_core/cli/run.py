@@ -14,7 +14,7 @@ from distill_core.errors import RecDistillError
 from distill_core.cli.methods import add_method_args, check_method, method_fields
 from distill_core.distillers import TERM_NAMES
 from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
-from distill_core import sizing
+from distill_core import catalogue, sizing
 from distill_core.config import MODEL_FAMILIES, STUDENT_FAMILIES, DistillConfig, RunConfig, TrainConfig
 
 
@@ -33,7 +33,9 @@ def add_parser(sub: Any, d: RunConfig) -> None:
                    help=f"maximum epochs per model (default: teacher {d.teacher_train.epochs}, students "
                         f"{d.student_train.epochs}; early stopping on validation NDCG@10)")
     r.add_argument("--lr", type=float, default=None,
-                   help=f"Adam learning rate (default: teacher {d.teacher_train.lr:g}, students {d.student_train.lr:g})")
+                   help=f"Adam learning rate of every model (default: teacher {d.teacher_train.lr:g}; students "
+                        f"{d.student_train.lr:g} on the full softmax, {catalogue.SAMPLED_STUDENT_LR:g} on the sampled "
+                        "path, catalogue.student_lr)")
     r.add_argument("--patience", type=int, default=None,
                    help=f"epochs without a better validation NDCG@10 before a model stops (default: teacher "
                         f"{d.teacher_train.patience}, students {d.student_train.patience}; 0: never stop early)")
@@ -104,6 +106,11 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
           file=sys.stderr)
     cfg = replace(cfg, teacher=replace(cfg.teacher, max_len=max_len), student=replace(cfg.student, max_len=max_len))
     cfg = replace(cfg, student=sized(a, cfg.student, cfg.teacher, ds))
+    if a.lr is None:  # the students' default follows their path (catalogue.student_lr says why)
+        lr = catalogue.student_lr(cfg.student_train.loss, ds.n_items)
+        cfg = replace(cfg, student_train=replace(cfg.student_train, lr=lr))
+        print(f"students' learning rate {lr:g} (the default on the "
+              f"{catalogue.resolve_loss(cfg.student_train, ds.n_items)} path)", file=sys.stderr)
     term = TERM_NAMES[cfg.distill.method]
     return run_pipeline(ds, cfg, callbacks=[_Phase(), _StderrProgress(term)]).report()
 

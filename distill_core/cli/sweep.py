@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from distill_core import catalogue
 from distill_core.cli.common import RATIO_HELP, add_data_args, clean, data_options, load_data, sized, student, val
 from distill_core.cli.methods import add_method_args, check_distill, method_fields
 from distill_core.cli.scale import add_scale_args, check_scale, scale_train, soft_top_k
@@ -46,7 +47,10 @@ def add_parser(sub: Any, d: RunConfig) -> None:
     sw.add_argument("--student-ratio", type=float, default=None, help=RATIO_HELP)
     sw.add_argument("--epochs", type=int, default=d.student_train.epochs,
                     help="maximum epochs per cell (early stopping on validation NDCG@10)")
-    sw.add_argument("--lr", type=float, default=d.student_train.lr, help="the students' Adam learning rate")
+    sw.add_argument("--lr", type=float, default=None,
+                    help=f"the students' Adam learning rate, the first of the plain ladder (default "
+                         f"{d.student_train.lr:g} on the full softmax, {catalogue.SAMPLED_STUDENT_LR:g} on the "
+                         "sampled path: catalogue.student_lr)")
     sw.add_argument("--patience", type=int, default=d.student_train.patience,
                     help="epochs without a better validation NDCG@10 before a cell stops (0: never stop early)")
     sw.add_argument("--no-t2", action="store_true", help="do not multiply the KL term by T^2")
@@ -116,11 +120,15 @@ def command(a: argparse.Namespace) -> int:
     temperatures = sweep.parse_grid(a.temperature, "temperature", "--temperature")
     address = _ray_settings(a)
     scale = scale_train(a)
-    student_train = replace(d.student_train, epochs=a.epochs, lr=a.lr, patience=a.patience, seed=a.seed,
+    student_train = replace(d.student_train, epochs=a.epochs, lr=d.student_train.lr if a.lr is None else a.lr,
+                            patience=a.patience, seed=a.seed,
                             device=a.device, **scale)
     specs = _specs(a, alphas, temperatures, student(a, d), student_train)
     ds = load_data(a, data_options(a))
     check_scale(a, ds)
+    if a.lr is None:  # the students' default follows their path (catalogue.student_lr says why)
+        lr = catalogue.student_lr(student_train.loss, ds.n_items)
+        specs = [replace(sp, train=replace(sp.train, lr=lr)) for sp in specs]
     store, runner = RunStore(), JobRunner()
     teacher = a.teacher_run
     t_spec = (ModelSpec(**store.get(teacher).config["model"]) if teacher is not None

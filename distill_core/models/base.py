@@ -93,6 +93,14 @@ def recent_history(ptr: np.ndarray, items: np.ndarray, n_items: int, length: int
     return torch.from_numpy(out)
 
 
+def gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` (rows of an embedding table or entries of a bias vector), by ``index_select``: the same
+    values and gradients as ``nn.Embedding`` / indexing, but its CPU backward is an ``index_add`` where theirs
+    sorts the indices first. The top-K soft labels gather 1,024 x 128 item rows a step: 35 -> 13.5 ms at dim 6
+    (forward + backward, 53,000 items; biases 1.7 -> 0.8 ms)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
 class Recommender(nn.Module):
     """Base class: subclasses set ``family`` (and ``sequential``) and implement ``user_vectors`` and
     ``item_vectors``."""

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender
+from distill_core.models.base import Recommender, gather
 
 
 class MF(Recommender):
@@ -28,4 +28,4 @@ class MF(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return self.item(items), self.item_bias[items]
+        return gather(self.item.weight, items), gather(self.item_bias, items)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Batch, Examples, Recommender
+from distill_core.models.base import Batch, Examples, Recommender, gather
 
 
 class SASRec(Recommender):
@@ -80,4 +80,4 @@ class SASRec(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight[:-1], self.item_bias  # without the padding row
-        return self.item(items), self.item_bias[items]
+        return gather(self.item.weight, items), gather(self.item_bias, items)

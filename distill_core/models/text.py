@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender
+from distill_core.models.base import Recommender, gather
 from distill_core.models.sasrec import SASRec
 
 
@@ -88,7 +88,7 @@ class TextMF(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return self.item(items), self.item_bias[items]
+        return gather(self.item.weight, items), gather(self.item_bias, items)
 
 
 def build_text_model(spec: ModelSpec, n_users: int, n_items: int, text: torch.Tensor) -> Recommender:

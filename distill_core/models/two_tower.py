@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender
+from distill_core.models.base import Recommender, gather
 
 RECENT = 3  # most recent items read one by one (position-aware)
 
@@ -49,4 +49,4 @@ class TwoTower(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return self.item(items), self.item_bias[items]
+        return gather(self.item.weight, items), gather(self.item_bias, items)
