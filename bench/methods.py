@@ -33,7 +33,8 @@ every student alike (plain and distilled; the teachers keep their defaults). Tim
 2 cores as the engine stands, over half of it DE and de+rrd from sasrec (54 s an epoch on the sample against 4 for
 Hinton KD: bench/README.md has the measured rates); ``--quick`` about 25 minutes on the sample.
 
-Prints tables and writes ``bench/results/methods.json`` (``methods-NAME.json`` with ``--data``).
+Prints tables and writes ``bench/results/methods.json`` (``methods-NAME.json`` with ``--data``; ``-TEACHER`` added
+when ``--teachers`` names one teacher only).
 """
 from __future__ import annotations
 
@@ -66,7 +67,10 @@ GRIDS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     # RRD's term sums K log-likelihoods (about 34 per row on the sample against a CE near 7): higher alphas
     # keep the hard labels in the loss; K, the interesting items, is the knob sweep.MAIN_KNOB also uses
     "rrd": ("rank_k", (10, 5, 20, 30), (0.5, 0.9, 0.75, 0.25)),
-    "de": ("de_experts", (5, 3, 10, 1), ALPHAS),
+    # the authors' DE weighs their summed base loss 1 and the summed DE term lmbda_DE = 0.01 (main_DE.py); per
+    # entity theirs is d_t times this mean / d_t, so with a 64-dim teacher about 0.64 = (1 - alpha) / alpha, alpha
+    # near 0.6: alphas from 0.5 up first (the reduced run of stop 15 tried only 0.25, below plain)
+    "de": ("de_experts", (5, 3, 10, 1), (0.5, 0.75, 0.25, 0.9)),
     # combo_weight x RRD's ~34 beside a KL or DE term of a few nats: 0.1 about even, 1 RRD-led
     "logits+rrd": ("combo_weight", (0.1, 1.0, 0.01, 0.3), ALPHAS),
     "de+rrd": ("combo_weight", (0.1, 1.0, 0.01, 0.3), ALPHAS),
@@ -302,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                               "budget": budget, "trainings": b.trainings, "teachers": info,
                               "student_train": s_train, "grids": GRIDS, "cells": cells, "rows": rows,
                               "summary": summary, "targets": tg, "markdown": "\n".join(md)}
-    write_json("methods" if not a.data else f"methods-{ds.name}", a, result, started)
+    # one file per dataset and set of teachers, so a run from one teacher does not replace the other's figures
+    name = "methods" if not a.data else f"methods-{ds.name}"
+    write_json(name + ("" if teachers == ["sasrec", "mf"] else "-" + "-".join(teachers)), a, result, started)
     return 0
 
 
