@@ -53,3 +53,25 @@ def test_the_large_catalogue_settings_say_the_path_reach_the_job_and_bad_ones_ar
     assert kd.info["path"]["loss"] == "sampled" and kd.info["path"]["top_k"] == 50
     table = at.dataframe[0].value
     assert table.loc[table["model"] == "Distilled student", "training path"].item().startswith("sampled softmax (300")
+
+
+def test_the_students_learning_rate_defaults_to_the_paths_and_reaches_both_students(monkeypatch):
+    from distill_core import catalogue
+
+    run_until(train_teacher(epochs=1).run(), lambda a: "NDCG@10 (test)" in metrics(a), what="the teacher")
+    at = open_page("app_pages/distill.py")
+    assert at.number_input(key="distill_lr").value == pytest.approx(5e-3)  # the sample trains on the full softmax
+    # a catalogue above FULL_MAX_ITEMS trains on the sampled path: its own default, its own widget
+    monkeypatch.setattr(catalogue, "FULL_MAX_ITEMS", 1_000)
+    at = open_page("app_pages/distill.py")
+    lr = at.number_input(key="distill_lr_sampled")
+    assert lr.value == pytest.approx(catalogue.SAMPLED_STUDENT_LR) and "sampled path" in lr.help
+    sweep = open_page("app_pages/sweep.py")
+    assert sweep.number_input(key="sweep_lr_sampled").value == pytest.approx(catalogue.SAMPLED_STUDENT_LR)
+    at.number_input(key="distill_epochs").set_value(1)
+    at.button(key="distill_train").click().run()
+    run_until(at, lambda a: "What the students reached (test split)" in subheaders(a), what="the students")
+    for kind in ("student_kd", "student_plain"):
+        rec = registry.store().runs(kind=kind)[0]
+        assert rec.config["train"]["lr"] == pytest.approx(catalogue.SAMPLED_STUDENT_LR), kind
+        assert rec.info["path"]["loss"] == "sampled", kind
