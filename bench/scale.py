@@ -2,7 +2,7 @@
 interactions scaled with them), the teacher, the distilled and the plain student, full vs sampled softmax where
 the full one fits; epoch time, examples/s, soft-label time and peak RSS; the growth exponent in items.
 
-    .venv/bin/python bench/scale.py            # 10^4, 10^5, 10^6 items (about 30 minutes on 2 cores)
+    .venv/bin/python bench/scale.py            # 10^4, 10^5, 10^6 items (about 40 minutes on 2 cores)
     .venv/bin/python bench/scale.py --quick    # 10^4 and 3 x 10^4 items
     .venv/bin/python bench/scale.py --device auto   # CUDA when available (the device is recorded per row)
 

@@ -2,7 +2,7 @@
 synthetic dataset of about 40,000 users x 55,000 items x 350,000 interactions (``data.synthetic`` defaults,
 generated once into bench/.cache), in a child process; its wall time, its peak RSS and the report's figures.
 
-    .venv/bin/python bench/scale_run.py          # about 15-20 minutes on 2 cores
+    .venv/bin/python bench/scale_run.py          # about 20 minutes on 2 cores
     .venv/bin/python bench/scale_run.py --quick  # 1 epoch per model (checks the path, not the target)
 
 Targets: teacher + distilled + plain student in <= 20 minutes, peak RSS <= 4 GB, the distilled student above the
