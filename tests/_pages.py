@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 
 
+
 PAGES = ["app_pages/overview.py", "app_pages/data.py", "app_pages/teacher.py", "app_pages/distill.py",
          "app_pages/recommendations.py", "app_pages/compare.py", "app_pages/sweep.py", "app_pages/who_gains.py",
          "app_pages/loss_lab.py", "app_pages/history.py"]
@@ -64,3 +65,35 @@ def train_teacher(epochs: int = 2) -> AppTest:
     at.number_input(key="teacher_epochs").set_value(epochs)
     at.button(key="teacher_train").click()
     return at
+
+
+def stored_sample_teacher() -> str:
+    """An mf teacher of the bundled sample (1,000 users, 1,800 items, one epoch) in the test's private store; its
+    run id (the method pages' tests: test_page_methods.py, test_page_compare_method.py)."""
+    from distill_core import ModelSpec, TrainConfig
+    from distill_core.runner import JobRunner
+    from distill_core.workflows import teacher_job
+    from ui import registry
+
+    runner = JobRunner()
+    snap = runner.wait(runner.submit("teacher", teacher_job(registry.sample(), ModelSpec("mf", 16),
+                                                            TrainConfig(epochs=1, batch_size=256, device="cpu"),
+                                                            registry.store())), 120)
+    assert snap.status == "done", snap.error
+    return snap.result
+
+
+def open_script(page: str) -> AppTest:
+    """``page`` (e.g. ``app_pages/distill.py``) on its own, without app.py's navigation."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def choose(at: AppTest, key: str, value: object) -> AppTest:
+    """Set the selectbox ``key`` to ``value`` and rerun."""
+    at.selectbox(key=key).set_value(value).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+

@@ -71,3 +71,19 @@ def train_calls(monkeypatch) -> list[tuple]:
         return real(split, spec, train, role=role, distill=distill, **kw)
     monkeypatch.setattr(record_module, "train_model", counting)
     return calls
+
+
+# ----------------------------------------------------------------------------- the method pages'
+@pytest.fixture
+def stop_jobs():
+    """Stop the jobs an AppTest started in this test's private store (``usefixtures("stop_jobs")``)."""
+    yield
+    from ui import registry
+    registry.runner().shutdown()
+
+
+@pytest.fixture
+def sample_teacher() -> str:
+    """The run id of an mf teacher of the bundled sample, one epoch, in this test's private store."""
+    from _pages import stored_sample_teacher
+    return stored_sample_teacher()

@@ -12,47 +12,24 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from distill_core import ModelSpec, TrainConfig
+from distill_core import ModelSpec
 from distill_core.config import DE_EXPERTS_MAX, KNOB_INT_MAX, METHOD_KNOBS, METHODS
 from distill_core.models import Recommender
-from distill_core.runner import JobRunner
-from distill_core.workflows import teacher_job
 from ui import registry
 
+from _pages import choose as _choose, open_script
 from _pages import caption, run_until
-from conftest import ROOT
 
-FAST = TrainConfig(epochs=1, batch_size=256, device="cpu")
+pytestmark = pytest.mark.usefixtures("stop_jobs")  # conftest.py
 KNOB_KEYS = {f"ladder_{k}" for k in METHOD_KNOBS}
 
 
-@pytest.fixture(autouse=True)
-def _stop_jobs():
-    yield
-    registry.runner().shutdown()  # jobs an AppTest started in this test's private store
-
-
-@pytest.fixture
-def sample_teacher() -> str:
-    """An mf teacher of the bundled sample (1,000 users, 1,800 items) in this test's private store."""
-    runner = JobRunner()
-    snap = runner.wait(runner.submit("teacher", teacher_job(registry.sample(), ModelSpec("mf", 16), FAST,
-                                                            registry.store())), 120)
-    assert snap.status == "done", snap.error
-    return snap.result
-
-
 def open_compare() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app_pages" / "compare.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_script("app_pages/compare.py")
 
 
 def choose(at: AppTest, method: str) -> AppTest:
-    at.selectbox(key="ladder_method").set_value(method).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return _choose(at, "ladder_method", method)
 
 
 def errors(at: AppTest) -> list[str]:

@@ -15,48 +15,26 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from distill_core import DistillConfig, ModelSpec, RunStore, TrainConfig, views
+from distill_core import DistillConfig, RunStore, views
 from distill_core.cli.methods import KNOBS
 from distill_core.config import METHOD_KNOBS, METHODS
-from distill_core.runner import JobRunner
 from distill_core.runs import method_of, run_label
-from distill_core.workflows import teacher_job
 from ui import charts, registry, run_history
 
+from _pages import choose as _choose, open_script
 from _pages import caption, chart_specs, metrics, run_until, subheaders
 from conftest import ROOT
 
-FAST = TrainConfig(epochs=1, batch_size=256, device="cpu")
+pytestmark = pytest.mark.usefixtures("stop_jobs")  # conftest.py
 KNOB_KEYS = {f"distill_{k}" for k in METHOD_KNOBS}
 
 
-@pytest.fixture(autouse=True)
-def _stop_jobs():
-    yield
-    registry.runner().shutdown()  # jobs an AppTest started in this test's private store
-
-
-@pytest.fixture
-def sample_teacher() -> str:
-    """An mf teacher of the bundled sample (1,000 users, 1,800 items) in this test's private store."""
-    runner = JobRunner()
-    snap = runner.wait(runner.submit("teacher", teacher_job(registry.sample(), ModelSpec("mf", 16), FAST,
-                                                            registry.store())), 120)
-    assert snap.status == "done", snap.error
-    return snap.result
-
-
 def open_distill() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app_pages" / "distill.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_script("app_pages/distill.py")
 
 
 def choose(at: AppTest, method: str) -> AppTest:
-    at.selectbox(key="distill_method").set_value(method).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return _choose(at, "distill_method", method)
 
 
 def knob_keys(at: AppTest) -> set[str]:
