@@ -56,6 +56,7 @@ FRACTION = 10
 MF_TEACHER = ModelSpec("mf", 64)
 QUICK_EPOCHS = 2
 TARGET_DATASET = "ml-100k"
+TEACHERS = ("sasrec", "mf")  # --teachers' default
 ALPHAS = (0.25, 0.5, 0.1, 0.75)  # the default alpha first
 # method -> (its main knob, the knob's values, alpha's values); N cells take the first ceil(sqrt N) knob values x
 # the first ceil(N / that) alphas. The knob docs are in config.DistillConfig, the formulas in distillers/.
@@ -261,7 +262,7 @@ def per_seed(rows: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     p = dataset_parser(__doc__.split("\n")[0])
     d = RunConfig().student_train
-    p.add_argument("--teachers", default="sasrec,mf", help="comma-separated: sasrec, mf")
+    p.add_argument("--teachers", default=",".join(TEACHERS), help="comma-separated: sasrec, mf")
     p.add_argument("--cells", type=int, default=None, help="cells per method and for the plain student "
                                                            "(default 4; 2 with --quick)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="every student's epoch cap (default %(default)s)")
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:  # no method is left out: a new one needs its cells here first
         raise SystemExit(f"methods without a grid in bench/methods.py GRIDS: {', '.join(missing)}")
     teachers = list(dict.fromkeys(t.strip() for t in a.teachers.split(",") if t.strip()))
-    if not teachers or set(teachers) - {"sasrec", "mf"}:
+    if not teachers or set(teachers) - set(TEACHERS):
         raise SystemExit(f"--teachers must name sasrec and/or mf, comma-separated (got {a.teachers!r})")
     n = a.cells or (2 if a.quick else 4)
     started = start(a)
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                               "summary": summary, "targets": tg, "markdown": "\n".join(md)}
     # one file per dataset and set of teachers, so a run from one teacher does not replace the other's figures
     name = "methods" if not a.data else f"methods-{ds.name}"
-    write_json(name + ("" if teachers == ["sasrec", "mf"] else "-" + "-".join(teachers)), a, result, started)
+    write_json(name + ("" if tuple(teachers) == TEACHERS else "-" + "-".join(teachers)), a, result, started)
     return 0
 
 

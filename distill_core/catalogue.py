@@ -62,9 +62,15 @@ class TrainPath:
         return loss + (f"; soft labels top-{self.top_k}" if self.top_k else "")
 
 
+def loss_for(loss: str, n_items: int) -> str:
+    """``full`` or ``sampled`` for ``loss`` (full | sampled | auto) on a catalogue of ``n_items``: auto is full up
+    to ``FULL_MAX_ITEMS`` items, sampled above."""
+    return loss if loss != "auto" else ("full" if n_items <= FULL_MAX_ITEMS else "sampled")
+
+
 def resolve_loss(train: TrainConfig, n_items: int) -> str:
-    """``full`` or ``sampled`` for ``train.loss`` on a catalogue of ``n_items``; checks ``negatives``."""
-    loss = train.loss if train.loss != "auto" else ("full" if n_items <= FULL_MAX_ITEMS else "sampled")
+    """``loss_for(train.loss, n_items)``; checks ``negatives`` against the catalogue."""
+    loss = loss_for(train.loss, n_items)
     if loss == "sampled" and train.negatives >= n_items:
         raise ConfigError(f"negatives must be below the catalogue of {n_items} items (got {train.negatives}); "
                           "use fewer negatives or loss='full'")
@@ -74,8 +80,7 @@ def resolve_loss(train: TrainConfig, n_items: int) -> str:
 def student_lr(loss: str, n_items: int) -> float:
     """The students' default learning rate for ``loss`` (full | sampled | auto) on ``n_items`` items: the
     config's 5e-3 on the full softmax, ``SAMPLED_STUDENT_LR`` on the sampled path (both students get it)."""
-    resolved = loss if loss != "auto" else ("full" if n_items <= FULL_MAX_ITEMS else "sampled")
-    return SAMPLED_STUDENT_LR if resolved == "sampled" else TrainConfig().lr
+    return SAMPLED_STUDENT_LR if loss_for(loss, n_items) == "sampled" else TrainConfig().lr
 
 
 def resolve_top_k(distill: DistillConfig, loss: str, n_users: int, n_items: int, cache_bytes: int | None = None) -> int:

@@ -34,7 +34,7 @@ def student_lr_input(col: DeltaGenerator, ds: Dataset, key: str, help: str) -> f
     full softmax, more on the sampled one); each path keeps its own value, so a large dataset does not inherit a
     small one's."""
     lr = catalogue.student_lr("auto", ds.n_items)
-    sampled = lr != catalogue.student_lr("full", ds.n_items)
+    sampled = catalogue.loss_for("auto", ds.n_items) == "sampled"
     return col.number_input("Learning rate", 1e-5, 1.0, lr, step=1e-3, format="%.4f",
                             key=key + ("_sampled" if sampled else ""), persist_state="session",
                             help=help + f" Default {lr:g}: " + ("the sampled path's (catalogue.SAMPLED_STUDENT_LR), "

@@ -47,7 +47,7 @@ def soft_top_k(a: argparse.Namespace) -> int:
 
 def check_scale(a: argparse.Namespace, ds: Any) -> None:
     """The flags against the catalogue; says on stderr which path the models take."""
-    loss = a.loss if a.loss != "auto" else ("full" if ds.n_items <= catalogue.FULL_MAX_ITEMS else "sampled")
+    loss = catalogue.loss_for(a.loss, ds.n_items)
     if loss == "sampled" and a.negatives >= ds.n_items:
         raise RecDistillError(f"--negatives must be below the catalogue of {ds.n_items} items (got {a.negatives})")
     if soft_top_k(a) > ds.n_items:
