@@ -17,6 +17,10 @@ is smaller than N). Every measurement runs in a child process of its own, so its
   training epoch is timed;
 * **plain student**: one whole training epoch.
 
+``sampled`` is the product's sampled path; where it trains the id tables by row updates (lazy Adam,
+``catalogue.sparse_tables``) the same model is also measured with dense tables (``sampled-dense``, the optimiser
+before row updates) for the ratio side by side.
+
 The growth exponent between the smallest and the largest catalogue is ``log(t2 / t1) / log(N2 / N1)`` for the
 epoch time (interactions grow with N, so 1.0 is linear). Writes ``bench/results/scale.json``.
 """
@@ -86,20 +90,22 @@ def child(n_items: int, role: str, loss: str, device: str) -> dict[str, Any]:
     from distill_core.models import build_model
     from distill_core.trainer import TrainerControl
 
+    sparse = loss != "sampled-dense"  # the sampled path with dense table updates (the old optimiser), for the ratio
+    loss = "sampled" if loss == "sampled-dense" else loss
     ds = load_dataset(dataset_dir(n_items))
     split = split_dataset(ds)
     cfg = RunConfig()
     max_len = sizing.auto_max_len(ds)
     out: dict[str, Any] = {"items": ds.n_items, "users": ds.n_users, "interactions": ds.n_interactions,
-                           "role": role, "loss": loss, "max_len": max_len}
+                           "role": role, "loss": loss if sparse else "sampled-dense", "max_len": max_len}
     control = TrainerControl()
     clock = _Clock(control, STEPS if role == "teacher" else None)
     if role == "teacher":
         spec, train = replace(cfg.teacher, max_len=max_len), replace(cfg.teacher_train, loss=loss, epochs=2,
-                                                                     device=device)
+                                                                     device=device, sparse_tables=sparse)
         tm = train_model(split, spec, train, callbacks=[clock], control=control)
     else:
-        train = replace(cfg.student_train, loss=loss, epochs=2, device=device)
+        train = replace(cfg.student_train, loss=loss, epochs=2, device=device, sparse_tables=sparse)
         teacher = distill = None
         if role == "student_kd":
             teacher = build_model(ModelSpec("mf", 32), split).to(tm_device(train))
@@ -143,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         dataset_dir(n)
         for role in ("teacher", "student_kd", "student_plain"):
-            for loss in ("sampled", "full"):
+            for loss in ("sampled", "sampled-dense", "full"):
                 if loss == "full" and n > 100_000:
                     continue  # one batch of full logits at 10^6 items is 4 GB (x3 with its softmax and gradient)
+                if loss == "sampled-dense" and "row updates" not in rows[-1].get("path", ""):
+                    continue  # the product's sampled path is already dense here (catalogue.sparse_tables)
                 print(f"{n:,} items · {role} · {loss}", file=sys.stderr, flush=True)
                 proc = subprocess.run([sys.executable, str(BENCH / "scale.py"), "--child", str(n), role, loss,
                                        "--device", a.device, "--threads", str(a.threads)],
@@ -161,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
     growth = []
     for role in ("teacher", "student_kd", "student_plain"):
-        for loss in ("sampled", "full"):
+        for loss in ("sampled", "sampled-dense", "full"):
             rs = [r for r in rows if r["role"] == role and r["loss"] == loss and "error" not in r]
+            if loss == "sampled-dense":  # the dense optimiser at every size: where rows are off, sampled is it
+                rs = [r for r in rows if r["role"] == role and "error" not in r and (
+                    r["loss"] == "sampled-dense" or (r["loss"] == "sampled" and "row updates" not in r["path"]))]
             if len(rs) >= 2:
                 lo, hi = rs[0], rs[-1]
                 growth.append({"model": role, "loss": loss, "from items": lo["items"], "to items": hi["items"],

@@ -123,6 +123,9 @@ class TrainConfig:
     negatives: int = 1024
     negative_beta: float = 0.5
     time_budget_s: float = 0.0  # stop after the epoch that crosses this many seconds of training; 0: no budget
+    # on the sampled path without weight decay: update only the id-table rows a batch touched (lazy Adam,
+    # distill_core/rowadam.py) instead of every row every step (catalogue.sparse_tables says when and why)
+    sparse_tables: bool = True
 
     def __post_init__(self) -> None:
         _check(isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and 1 <= self.epochs <= 10_000,
@@ -141,6 +144,7 @@ class TrainConfig:
                "negatives", "must be an integer >= 1", self.negatives)
         _check(_finite(self.negative_beta) and self.negative_beta >= 0, "negative_beta", "must be a number >= 0",
                self.negative_beta)
+        _check(isinstance(self.sparse_tables, bool), "sparse_tables", "must be true or false", self.sparse_tables)
         _check(_finite(self.time_budget_s) and self.time_budget_s >= 0, "time_budget_s",
                "must be a number of seconds >= 0 (0: no budget)", self.time_budget_s)
 

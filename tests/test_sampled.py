@@ -169,12 +169,13 @@ def test_large_loss_alpha_ends(alpha):
 def test_top_k_blocked_equals_top_k_of_the_full_logits():
     g = torch.Generator().manual_seed(8)
     h, e, bias = torch.randn(7, 5, generator=g), torch.randn(103, 5, generator=g), torch.randn(103, generator=g)
-    ref = top_k(torch.addmm(bias, h, e.t()), 10, 1.5)
-    for block in (10, 17, 64, 500):
-        got = top_k_blocked(h, e, bias, 10, 1.5, block)
-        assert torch.equal(got.items, ref.items)
-        for f in ("logits", "lse", "log_rest"):
-            torch.testing.assert_close(getattr(got, f), getattr(ref, f))
+    for t in (1.5, 1.0):  # T = 1 skips the division
+        ref = top_k(torch.addmm(bias, h, e.t()), 10, t)
+        for block, rows in ((10, 128), (17, 2), (64, 3), (500, 128)):  # rows: a block's rows at a time
+            got = top_k_blocked(h, e, bias, 10, t, block, rows)
+            assert torch.equal(got.items, ref.items)
+            for f in ("logits", "lse", "log_rest"):
+                torch.testing.assert_close(getattr(got, f), getattr(ref, f))
     full = top_k_blocked(h, e, bias, 103, 1.5, 17)
     assert torch.isinf(full.log_rest).all() and torch.equal(full.items.sort(1).values, torch.arange(103).expand(7, -1))
 

@@ -101,6 +101,18 @@ def gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
 
 
+def rows(emb: nn.Module, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` of an id table, with the gradient the table is set to take: row updates
+    (``Recommender.set_sparse``: the rows go to ``rowadam.RowAdam``, no dense ``.grad``), else dense, by ``gather``,
+    or by ``nn.Embedding`` itself for a table with a padding row (whose gradient it keeps at zero)."""
+    if not isinstance(emb, nn.Embedding):
+        return emb(index)  # a table of its own kind (models.text.TextItems), which looks up its own parts
+    acc = getattr(emb, "_rowgrad", None)
+    if acc is not None:
+        return acc.lookup(index)
+    return emb(index) if emb.padding_idx is not None else gather(emb.weight, index)
+
+
 class Recommender(nn.Module):
     """Base class: subclasses set ``family`` (and ``sequential``) and implement ``user_vectors`` and
     ``item_vectors``."""
@@ -151,6 +163,29 @@ class Recommender(nn.Module):
         users = ex.users[idx]
         h = self.user_vectors(users, ex.inputs[idx] if ex.inputs is not None else None)  # (batch, dim)
         return Batch(h, self.item_vectors, ex.targets[idx], users, idx)
+
+    def tables(self) -> list[nn.Embedding]:
+        """The id tables, one row per user or item (``n_users`` or ``n_items`` [+ padding] rows): the weights
+        whose size grows with the dataset and that a batch touches only a few rows of."""
+        sizes = {self.n_users, self.n_items, self.n_items + 1}
+        return [m for m in self.modules() if isinstance(m, nn.Embedding) and m.num_embeddings in sizes]
+
+    def set_sparse(self, on: bool) -> None:
+        """Train the id tables (``tables``) by row updates (``on``: ``rowadam``, what ``catalogue.sparse_tables``
+        decides) or by dense gradients. Every training-time lookup of a table must go through ``rows``; a dense
+        use with autograd (``item_vectors(None)``) would give the table a ``.grad`` that the trainer refuses.
+        Not stored with the weights."""
+        from distill_core.rowadam import RowGrad
+
+        for m in self.tables():
+            if on and getattr(m, "_rowgrad", None) is None:
+                m._rowgrad = RowGrad(m)
+            elif not on and hasattr(m, "_rowgrad"):
+                del m._rowgrad
+
+    def row_grads(self) -> list:
+        """The ``rowadam.RowGrad`` of every table set to row updates."""
+        return [m._rowgrad for m in self.tables() if getattr(m, "_rowgrad", None) is not None]
 
     def set_context(self, ptr: np.ndarray, items: np.ndarray) -> None:
         """Each user's known items (CSR, time order); id-only models ignore it."""

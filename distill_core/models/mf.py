@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender, gather
+from distill_core.models.base import Recommender, gather, rows
 
 
 class MF(Recommender):
@@ -23,9 +23,9 @@ class MF(Recommender):
         nn.init.normal_(self.item.weight, std=0.1)
 
     def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        return self.user(users)  # (batch, dim)
+        return rows(self.user, users)  # (batch, dim)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return gather(self.item.weight, items), gather(self.item_bias, items)
+        return rows(self.item, items), gather(self.item_bias, items)

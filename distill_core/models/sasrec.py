@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Batch, Examples, Recommender, gather
+from distill_core.models.base import Batch, Examples, Recommender, gather, rows
 
 
 class SASRec(Recommender):
@@ -45,7 +45,7 @@ class SASRec(Recommender):
         keep = (seq != self.n_items).unsqueeze(-1).to(self.item.weight.dtype)  # (batch, L, 1)
         # positions count back from the newest item, so a shorter window means the same as a long one
         pos = torch.arange(self.max_len - L, self.max_len, device=seq.device)
-        h = self.item(seq) * self.spec.dim ** 0.5 + self.pos(pos)
+        h = rows(self.item, seq) * self.spec.dim ** 0.5 + self.pos(pos)
         h = self.drop(h) * keep
         # True = may not attend: later positions and padding keys; every position may attend to itself,
         # so a padding query has one finite key (its output is zeroed by `keep` anyway)
@@ -80,4 +80,7 @@ class SASRec(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight[:-1], self.item_bias  # without the padding row
-        return gather(self.item.weight, items), gather(self.item_bias, items)
+        return self.item_rows(items), gather(self.item_bias, items)
+
+    def item_rows(self, items: torch.Tensor) -> torch.Tensor:
+        return rows(self.item, items)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender, gather
+from distill_core.models.base import Recommender, gather, rows
 from distill_core.models.sasrec import SASRec
 
 
@@ -56,7 +56,7 @@ class TextItems(nn.Module):
         text = self.proj(self.text[idx.clamp_max(n_items - 1)])  # (..., dim)
         if self.padding:
             text = text * (idx != n_items).unsqueeze(-1).to(text.dtype)
-        return self.id(idx) + text
+        return rows(self.id, idx) + text
 
 
 class TextSASRec(SASRec):
@@ -68,6 +68,9 @@ class TextSASRec(SASRec):
         super().__init__(spec, n_users, n_items)
         # replaces SASRec's plain item table; encode() and the output layer use self.item as they are
         self.item = TextItems(text, spec.dim, padding=True)
+
+    def item_rows(self, items: torch.Tensor) -> torch.Tensor:
+        return self.item(items)  # projects only these items' text
 
 
 class TextMF(Recommender):
@@ -88,7 +91,7 @@ class TextMF(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return gather(self.item.weight, items), gather(self.item_bias, items)
+        return self.item(items), gather(self.item_bias, items)  # projects only these items' text
 
 
 def build_text_model(spec: ModelSpec, n_users: int, n_items: int, text: torch.Tensor) -> Recommender:

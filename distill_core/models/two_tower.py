@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from distill_core.config import ModelSpec
-from distill_core.models.base import Recommender, gather
+from distill_core.models.base import Recommender, gather, rows
 
 RECENT = 3  # most recent items read one by one (position-aware)
 
@@ -41,12 +41,12 @@ class TwoTower(Recommender):
 
     def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
         h = self._seq(users, seq)  # (batch, max_len)
-        emb = self.hist(h)  # (batch, max_len, dim); padding rows are zero
+        emb = rows(self.hist, h)  # (batch, max_len, dim); padding rows are zero
         n = (h != self.n_items).sum(1, keepdim=True).clamp_min(1)
         recent = emb[:, -RECENT:].flatten(1)  # (batch, RECENT * dim)
-        return self.tower(torch.cat([self.user(users), emb.sum(1) / n, recent], dim=-1))  # (batch, dim)
+        return self.tower(torch.cat([rows(self.user, users), emb.sum(1) / n, recent], dim=-1))  # (batch, dim)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return gather(self.item.weight, items), gather(self.item_bias, items)
+        return rows(self.item, items), gather(self.item_bias, items)
