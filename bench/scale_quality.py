@@ -12,7 +12,8 @@ within 1/10 of its parameters; alpha 0.25, T 1, lagged selection, early stopping
   (a small share of these catalogues, so the test is not trivially close to full), q ∝ (count + 1)^0.5, logQ;
 * **student, full KD** from the full teacher: full softmax, the teacher's whole distribution;
   **student, top-K KD** from the same teacher: the whole large-catalogue path, sampled softmax with
-  ``NEGATIVES`` negatives and the teacher's top-``TOP_K`` soft labels plus the rest's mass.
+  ``NEGATIVES`` negatives and the teacher's top-``TOP_K`` soft labels plus the rest's mass, at the sampled path's
+  default student lr (``catalogue.student_lr``; full KD at the full path's).
 
 Each variant gets the same budget (the same epochs cap, patience and seeds). Ratios are per seed (variant /
 full), then mean, std and the lowest seed. Writes ``bench/results/scale_quality[-NAME].json``.
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from _common import start, table, write_json
-from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
+from distill_core import DistillConfig, ModelSpec, RunConfig, catalogue, split_dataset, train_model
 from quality import dataset_and_seeds, dataset_parser, log, mf_dim_for
 
 NEGATIVES = 256
@@ -58,8 +59,10 @@ def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
     kd = cfg.distill
     add("student, full KD", train_model(split, s_spec, replace(s_train, loss="full"), role="student_kd",
                                         teacher=full, distill=replace(kd, soft_top_k=split.n_items)))
-    add("student, top-K KD", train_model(split, s_spec, replace(s_train, loss="sampled", negatives=NEGATIVES),
-                                         role="student_kd", teacher=full, distill=replace(kd, soft_top_k=TOP_K)))
+    # each path at the product's default lr for it (catalogue.student_lr: 2e-2 sampled, 5e-3 full)
+    sampled = replace(s_train, loss="sampled", negatives=NEGATIVES, lr=catalogue.student_lr("sampled", split.n_items))
+    add("student, top-K KD", train_model(split, s_spec, sampled, role="student_kd", teacher=full,
+                                         distill=replace(kd, soft_top_k=TOP_K)))
     return rows
 
 
