@@ -22,14 +22,18 @@ def _loss(e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((e - target) ** 2).sum() + e.pow(3).sum()  # not a function of the row sums alone
 
 
+def _twins(rows: int, dim: int, torch_opt: type, lr: float, sparse: bool = False):
+    """A reference table with a torch optimizer and a copy of it on RowAdam."""
+    ref = nn.Embedding(rows, dim, sparse=sparse)
+    mine = nn.Embedding(rows, dim)
+    mine.weight.data.copy_(ref.weight.data)
+    acc = RowGrad(mine)
+    return ref, torch_opt([ref.weight], lr=lr), mine, acc, RowAdam([acc], lr=lr)
+
+
 def test_row_adam_is_adam_when_every_row_is_touched():
     torch.manual_seed(0)
-    ref = nn.Embedding(12, 5)
-    mine = nn.Embedding(12, 5)
-    mine.weight.data.copy_(ref.weight.data)
-    opt_ref = torch.optim.Adam([ref.weight], lr=0.05)
-    acc = RowGrad(mine)
-    opt = RowAdam([acc], lr=0.05)
+    ref, opt_ref, mine, acc, opt = _twins(12, 5, torch.optim.Adam, 0.05)
     for step in range(6):
         idx = torch.cat([torch.randperm(12), torch.randint(0, 12, (7,))])  # every row, some twice
         target = torch.randn(len(idx), 5)
@@ -46,12 +50,7 @@ def test_row_adam_is_lazy_adam_on_partial_touches():
     """Against torch.optim.SparseAdam (COO gradients): the same rows move by the same steps (SparseAdam adds eps
     before the bias correction, a difference of order eps); rows not looked up keep weights and moments."""
     torch.manual_seed(1)
-    ref = nn.Embedding(30, 4, sparse=True)
-    mine = nn.Embedding(30, 4)
-    mine.weight.data.copy_(ref.weight.data)
-    opt_ref = torch.optim.SparseAdam([ref.weight], lr=0.02)
-    acc = RowGrad(mine)
-    opt = RowAdam([acc], lr=0.02)
+    ref, opt_ref, mine, acc, opt = _twins(30, 4, torch.optim.SparseAdam, 0.02, sparse=True)
     for step in range(8):
         idx = torch.randint(0, 10 + 2 * step, (9,))  # later rows join late, early ones drop out of some steps
         target = torch.randn(9, 4)
