@@ -13,9 +13,10 @@ kept between steps, and ``RowAdam.step`` updates the rows touched since the last
 with ``t`` the table's step count: dense ``torch.optim.Adam`` restricted to the touched rows (a row touched in
 every step follows Adam exactly), which is also ``torch.optim.SparseAdam``'s and TensorFlow's LazyAdam's update
 up to where eps sits (SparseAdam adds it to the uncorrected sqrt(v)); tests check both. Rows not looked up keep
-their weights and moments, where dense Adam would keep moving them on their old momentum. ``torch.optim.SparseAdam`` itself needs COO gradients,
-whose coalescing cost more than the dense step on the top-K students (131,000 lookups a step: 47 ms against
-26 ms on 70,000 x 6, where this step takes less; measured before this module was written).
+their weights and moments, where dense Adam would keep moving them on their old momentum.
+``torch.optim.SparseAdam`` itself needs COO gradients, whose coalescing cost more than the dense step on the
+top-K students (131,000 lookups a step: 47 ms against 26 ms on 70,000 x 6; measured before this module was
+written).
 
 No weight decay (SparseAdam has none either): ``catalogue.sparse_tables`` keeps tables dense when it is set.
 Not for DDP (its all-reduce works on ``.grad``): ``catalogue.sparse_tables`` is off under torchrun.

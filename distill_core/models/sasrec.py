@@ -80,7 +80,4 @@ class SASRec(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight[:-1], self.item_bias  # without the padding row
-        return self.item_rows(items), gather(self.item_bias, items)
-
-    def item_rows(self, items: torch.Tensor) -> torch.Tensor:
-        return rows(self.item, items)
+        return rows(self.item, items), gather(self.item_bias, items)

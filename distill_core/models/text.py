@@ -69,9 +69,6 @@ class TextSASRec(SASRec):
         # replaces SASRec's plain item table; encode() and the output layer use self.item as they are
         self.item = TextItems(text, spec.dim, padding=True)
 
-    def item_rows(self, items: torch.Tensor) -> torch.Tensor:
-        return self.item(items)  # projects only these items' text
-
 
 class TextMF(Recommender):
     """``score(u, i) = <p_u, v_i + W t_i> + b_i`` (``layers = 0``)."""
@@ -91,7 +88,7 @@ class TextMF(Recommender):
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
             return self.item.weight, self.item_bias
-        return self.item(items), gather(self.item_bias, items)  # projects only these items' text
+        return rows(self.item, items), gather(self.item_bias, items)  # projects only these items' text
 
 
 def build_text_model(spec: ModelSpec, n_users: int, n_items: int, text: torch.Tensor) -> Recommender:
