@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from distill_core.config import DistillConfig
 from distill_core.losses import kd_kl, kd_loss
 from distill_core.models.base import Batch
-from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, sampled_ce, top_k_blocked,
-                                  sampled_rest, top_k, topk_kl)
+from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, member, sampled_ce,
+                                  sampled_rest, top_k, top_k_blocked, topk_kl)
 
 
 def _batch(n: int = 6, n_items: int = 9, dim: int = 4, seed: int = 0) -> Batch:
@@ -194,3 +194,14 @@ def test_soft_labels_top_k_table_is_the_teachers_top_k_per_user(tiny_split):
     torch.testing.assert_close(got.lse, ref.lse)
     torch.testing.assert_close(got.log_rest, ref.log_rest)
     assert soft.nbytes() < tiny_split.n_users * tiny_split.n_items * 4
+
+
+def test_member_matches_a_pairwise_check_with_repeated_draws():
+    g = torch.Generator().manual_seed(3)
+    items = torch.randint(0, 40, (60,), generator=g)  # 60 draws of 40 items: many repeats
+    sets = torch.randint(0, 40, (7, 9), generator=g)
+    sets[0, :3] = items[:3]  # rows that hold drawn items for sure
+    want = (items.view(1, -1, 1) == sets.unsqueeze(1)).any(2)  # (n, m) by brute force
+    assert want.any() and not want.all()
+    assert torch.equal(member(items, sets), want)
+    assert torch.equal(member(items, sets, n_items=40), want)
