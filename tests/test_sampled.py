@@ -205,3 +205,18 @@ def test_member_matches_a_pairwise_check_with_repeated_draws():
     assert want.any() and not want.all()
     assert torch.equal(member(items, sets), want)
     assert torch.equal(member(items, sets, n_items=40), want)
+
+
+def test_sampled_rest_when_every_draw_is_in_a_rows_k_falls_back_below_the_draws():
+    b = _batch(n=3, n_items=8, seed=7)
+    hidden = b.hidden.detach().clone().requires_grad_(True)
+    b = Batch(hidden, b.item_vectors, b.targets, b.users, b.idx)
+    items = torch.tensor([[0, 1, 2], [3, 4, 5], [5, 6, 7]])
+    neg = Negatives(torch.tensor([0, 2, 1, 0]), torch.zeros(4, dtype=torch.float64))  # all in row 0's K
+    s = b.logits_at(neg.items).detach()
+    est = sampled_rest(b, neg, items, 2.0)
+    assert est[0].item() == pytest.approx(s[0].min().item() / 2.0 - 30.0)  # row 0: the fallback
+    for r in (1, 2):  # no draw in these rows' K: the plain importance-sampling sum over all four draws
+        assert est[r].item() == pytest.approx(torch.logsumexp(s[r] / 2.0, 0).item())
+    est.sum().backward()
+    assert torch.isfinite(hidden.grad).all()
