@@ -31,8 +31,9 @@ def _np_softmax(z: np.ndarray) -> np.ndarray:
     return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
 
 
-def test_batch_scores_agree_with_the_full_logits():
-    b = _batch()
+@pytest.mark.parametrize("dim", [4, 32])  # row_logits multiplies and sums up to dim 16, bmm above
+def test_batch_scores_agree_with_the_full_logits(dim):
+    b = _batch(dim=dim)
     full = b.logits()
     items = torch.tensor([3, 0, 7])
     torch.testing.assert_close(b.logits_at(items), full[:, items])

