@@ -71,9 +71,10 @@ class TrainedModel:
 def evaluate(model: Recommender, split: Split, part: str, ks: tuple[int, ...] = (10, 20),
              chunk: int | None = None, users: np.ndarray | None = None, mrr: bool = True) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``part`` ("valid" or "test"), exact over the whole catalogue, in
-    chunks of users (``chunk``; default: as many as keep one ``(chunk, n_items)`` block near 64 MB).
+    chunks of users (``chunk``; default: as many as keep one ``(chunk, n_items)`` block within
+    ``catalogue.EVAL_CHUNK_BYTES``, at most 512).
     ``users``: rank only these (default: every user with a held-out item)."""
-    chunk = chunk or catalogue.rows_per_chunk(split.n_items, 4, most=512)
+    chunk = chunk or catalogue.rows_per_chunk(split.n_items, 4, catalogue.EVAL_CHUNK_BYTES, most=512)
     device = next(model.parameters()).device
     model.set_context(*split.context(part))
     try:

@@ -106,6 +106,15 @@ class Ranked(NamedTuple):
     rel_items: torch.Tensor  # (B, R) the relevant items in the order of ``ranks``
 
 
+def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """``(scores >= threshold).sum(1)`` for ``scores (B, n)`` and ``threshold (B, 1)``: ``(B,)`` long. On the CPU
+    numpy counts the mask (512 x 53,438: 26 ms against 140 for torch's bool count_nonzero, side by side)."""
+    ge = scores >= threshold
+    if ge.device.type == "cpu":
+        return torch.from_numpy(np.count_nonzero(ge.numpy(), axis=1).astype(np.int64))
+    return torch.count_nonzero(ge, dim=1)
+
+
 def _rank_chunk(scores: torch.Tensor, users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
                 relevant: tuple[np.ndarray, np.ndarray], max_k: int, name: str, mrr: bool = True) -> Ranked:
     """One chunk of users: ``ranks (B, R)`` and ``first (B,)`` as ``_relevant_ranks`` gives them, ``n_rel (B,)``,
@@ -133,7 +142,7 @@ def _rank_chunk(scores: torch.Tensor, users: np.ndarray, seen: tuple[np.ndarray,
     top_v, top_i = scores.topk(max_k, dim=1)  # (B, max_k)
     ahead = (top_v.unsqueeze(1) >= rel_s.unsqueeze(2)).sum(2)  # (B, R), at most max_k
     ranks = ahead + torch.arange(1, n_max + 1, device=device)
-    first = torch.count_nonzero(scores >= rel_s[:, :1], dim=1) + 1 if mrr else None  # a pass of its own
+    first = _count_at_least(scores, rel_s[:, :1]) + 1 if mrr else None  # a pass of its own
     # the rows' top max_k over all unseen items: the best of the rest's top and the relevant ones
     rel_items = rel_idx.gather(1, order)
     cand_v, cand_i = torch.cat([rel_s, top_v], 1), torch.cat([rel_items, top_i], 1)
