@@ -107,15 +107,15 @@ class _StandInLabels:
     """Top-K soft labels of the teacher's shape for timing only: ``n_users x K`` random items and sorted logits,
     what ``SoftLabels.top_for_batch`` hands the loss in ``current`` mode (the same tensors, sizes and lookups)."""
 
-    mode = "current"
-
-    def __init__(self, n_users: int, n_items: int, k: int, temperature: float, seed: int = 0) -> None:
+    def __init__(self, n_users: int, n_items: int, k: int, temperature: float, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         g = torch.Generator().manual_seed(seed)
         self.k = k
         logits = torch.randn(n_users, k, generator=g).sort(1, descending=True).values
-        lse = torch.logsumexp(logits / temperature, 1) + 1.0  # the rest holds 1 - 1/e of the mass
-        rest = torch.log1p(-torch.exp(torch.logsumexp(logits / temperature, 1) - lse))
-        self.table = TopK(torch.randint(0, n_items, (n_users, k), generator=g).int(), logits, lse, rest)
+        lse = torch.logsumexp(logits / temperature, 1) + 1.0  # the K hold 1/e of the mass, the rest 1 - 1/e
+        rest = torch.full_like(lse, float(np.log1p(-np.exp(-1.0))))
+        items = torch.randint(0, n_items, (n_users, k), generator=g).int()
+        self.table = TopK(items.to(device), logits.to(device), lse.to(device), rest.to(device))
 
     def top_for_batch(self, b: Batch) -> TopK:
         rows = self.table[b.users]
@@ -141,9 +141,7 @@ def _time_on_stand_in(split: Split, spec: ModelSpec, train: TrainConfig, cfg: Ru
     with seeded(train.seed):
         model = build_model(spec, split).to(device)
     model.set_sparse(path.sparse_tables)
-    soft = _StandInLabels(split.n_users, split.n_items, path.top_k, cfg.distill.temperature, train.seed)
-    t = soft.table
-    soft.table = TopK(t.items.to(device), t.logits.to(device), t.lse.to(device), t.log_rest.to(device))
+    soft = _StandInLabels(split.n_users, split.n_items, path.top_k, cfg.distill.temperature, train.seed, device)
     ex = model.examples(split, device)
     counts = np.bincount(split.train_items, minlength=split.n_items)
     loss_fn = _loss_maker(ex, path, counts, train.seed, device)(model, soft, cfg.distill)  # type: ignore[arg-type]
