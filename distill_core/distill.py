@@ -141,6 +141,13 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         distillers.check(cfg, teacher, split.n_items, path.top_k)  # K and the teacher against the method
     lagged_sel = (validate and teacher is not None and cfg.alpha < 1 and soft_split is None and teacher.sequential
                   and cfg.selection != "direct" and len(split.valid_items) > 0)
+    all_valid = split.eval_users("valid")
+    valid_users = catalogue.validation_users(all_valid, split.n_items)
+    if lagged_sel and (cfg.selection == "held-out" or (cfg.selection == "auto" and len(valid_users) < len(all_valid))):
+        lagged_sel = False  # one fit: the users validation ranks get lagged soft labels, the others full ones
+        held_out = valid_users = catalogue.held_out_users(all_valid, split.n_items)
+    else:
+        held_out = None
     catalogue.check_memory(catalogue.estimate_bytes(spec, train, path, split, lagged=lagged_sel,
                                                     teacher_spec=teacher.spec if teacher is not None else None),
                            f"training the {role} ({spec.family}, dim {spec.dim}) on {split.n_items} items")
@@ -155,13 +162,16 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         if soft_split is not None and mode != "current":
             raise ConfigError("soft labels from another split exist only in 'current' mode (one row per user); "
                               f"got soft_labels={mode!r}")
-        soft = SoftLabels(teacher, soft_split or split, mode, temperature=cfg.temperature, top_k=path.top_k)
+        if held_out is not None and mode != "current":
+            held_out, valid_users = None, catalogue.validation_users(all_valid, split.n_items)  # nothing forecast
+        src = split.lagged(held_out) if held_out is not None else (soft_split or split)
+        soft = SoftLabels(teacher, src, mode, temperature=cfg.temperature, top_k=path.top_k)
+        if held_out is not None:
+            teacher.set_context(*split.context("train"))  # the caller's teacher reads the full training data
     ex = model.examples(split, device)
     n_examples = len(ex)
     counts = np.bincount(split.train_items, minlength=split.n_items)
     make_loss = _loss_maker(ex, path, counts, train.seed, device)
-
-    valid_users = catalogue.validation_users(split.eval_users("valid"), split.n_items)
 
     def validation(m: Recommender) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
@@ -170,7 +180,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         return run
 
     fit_cfg = replace(train, batch_size=model.examples_per_batch(train.batch_size))
-    selection = "direct"
+    selection = "held-out" if held_out is not None else "direct"
     if soft is not None and soft.mode == "current" and lagged_sel:
         # honest selection (DistillConfig.selection): choose the epoch on soft labels that did not forecast
         # the validation item, then train again on the full soft labels for exactly that many epochs

@@ -66,6 +66,10 @@ class SoftLabels:
             raise ValueError("top-K soft labels need the temperature (their mass is kept at T)")
         self._context = split.context("train")
         teacher.set_context(*self._context)
+        # the rows of that context, kept: labels computed per batch read them, whatever context the teacher
+        # is given later (a held-out selection's labels are lagged for some users, and the caller's teacher
+        # reads the full training data again)
+        self._history = teacher.history if teacher.sequential else None
         self._user_vectors: torch.Tensor | None = None  # the teacher's user representations (current mode, DE)
         self.prefixes = (torch.as_tensor(split.train_prefixes(teacher.max_len), device=device)
                          if mode == "per-step" else None)
@@ -121,7 +125,7 @@ class SoftLabels:
             # T * log_softmax(t / T) = t - T * logsumexp(t / T): the teacher's logits shifted by one
             # constant per user, which no softmax, at any temperature, can tell from t
             return self.cache_log_p[users] * self.temperature
-        return self.teacher.score_all(users)
+        return self.teacher.score_all(users, self._history[users] if self._history is not None else None)
 
     def for_batch(self, b: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(teacher logits, cached log_softmax(t / T))`` at the batch's target positions; one is None."""
