@@ -65,3 +65,21 @@ def test_item_vectors_of_given_items_match_the_tables_with_their_gradients(tiny_
     torch.testing.assert_close(m.item_bias.grad, ref_b)
     e1, _ = m.item_vectors(items[0])
     torch.testing.assert_close(e1.detach(), m.item.weight.detach()[items[0]])
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_sasrec_newest_position_alone_equals_the_last_row_of_every_position(tiny_split, layers):
+    """``encode_last`` (ranking, soft labels) runs the last block for the newest query only: the same vector as
+    ``encode(seq)[:, -1]``, with padding, a one-item history and an empty one."""
+    torch.manual_seed(0)
+    m = build_model(ModelSpec("sasrec", 16, layers=layers, max_len=8), tiny_split).eval()
+    n = tiny_split.n_items
+    seq = torch.randint(0, n, (6, 8))
+    seq[1, :3] = n  # left padding
+    seq[2, :-1] = n  # one item
+    seq[3, :] = n  # nothing at all
+    with torch.no_grad():
+        want = m.encode(seq)[:, -1]
+        torch.testing.assert_close(m.encode_last(seq), want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.user_vectors(torch.arange(6), seq), want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.encode_last(seq[:, -3:]), m.encode(seq[:, -3:])[:, -1], rtol=1e-5, atol=1e-6)

