@@ -157,17 +157,6 @@ def validation_users(users: np.ndarray, n_items: int, cells: int | None = None) 
     return np.sort(np.random.default_rng(0).choice(users, size=most, replace=False))
 
 
-def held_out_users(users: np.ndarray, n_items: int, cells: int | None = None) -> np.ndarray:
-    """The users a ``held-out`` selection (``DistillConfig.selection``) validates on and gives lagged soft
-    labels: the validation sample where ``validation_users`` samples, else a seeded quarter of ``users``
-    (at least one; sorted), so that most users keep their full soft labels."""
-    sample = validation_users(users, n_items, cells)
-    if len(sample) < len(users):
-        return sample
-    n = max(1, len(users) // 4)
-    return np.sort(np.random.default_rng(0).choice(users, size=n, replace=False))
-
-
 def available_bytes() -> int | None:
     """Memory this process may still take: MemAvailable (Linux), capped by a cgroup limit; None if unknown."""
     avail = None

@@ -17,7 +17,7 @@ MODEL_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec", "text")
 # students are small ID models (a text student would carry the frozen text table it was meant to avoid)
 STUDENT_FAMILIES: tuple[str, ...] = ("mf", "two_tower", "sasrec")
 SOFT_LABEL_MODES: tuple[str, ...] = ("auto", "current", "per-step")
-SELECTIONS: tuple[str, ...] = ("auto", "lagged", "held-out", "direct")
+SELECTIONS: tuple[str, ...] = ("auto", "lagged", "direct")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LOSSES: tuple[str, ...] = ("auto", "full", "sampled")
 # distillation methods (distill_core/distillers/, one file each); "a+b": a's term plus combo_weight x b's
@@ -166,15 +166,10 @@ class DistillConfig:
     # How the student is selected (early stopping; a sweep's best cell) when its soft labels are
     # `current` and the teacher reads sequences. Such a soft label is the teacher's forecast of the very
     # validation item, so validation rewards pure imitation (sample, alpha 0, T 1: validation 0.399, test
-    # 0.294). "lagged": select on a run whose soft labels come from each user's sequence *before* the last
-    # training item, so the validation item lies one step past the forecast, as the test item does; then
-    # train again on the full soft labels for the chosen number of epochs (two fits). "held-out": one fit,
-    # in which the users that validation ranks (a sample of them on large catalogues, else a seeded quarter,
-    # catalogue.held_out_users) get those lagged soft labels and every other user the full ones; the
-    # returned student keeps the held-out users' lagged labels (one step staler: it can only cost the
-    # student). "auto": "held-out" where validation already ranks a sample of the users
-    # (catalogue.validation_users), "lagged" where it ranks them all. "direct": select on the run itself
-    # (inflated; kept so the bench can show what that choice scores on test).
+    # 0.294). "auto" = "lagged": select on a run whose soft labels come from each user's sequence *before*
+    # the last training item, so the validation item lies one step past the forecast, as the test item
+    # does; then train again on the full soft labels for the chosen number of epochs. "direct": select on
+    # the run itself (inflated; kept so the bench can show what that choice scores on test).
     selection: str = "auto"
     # The teacher's distribution is kept as its top-K items per row (plus the mass of the rest):
     # 0 = auto (the whole distribution on the full path when the users x items table fits the soft-label

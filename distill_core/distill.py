@@ -64,6 +64,8 @@ class TrainedModel:
                 "train_seconds": self.fit.seconds, "best_epoch": self.fit.best_epoch,
                 "epochs_run": len(self.fit.history), "stopped": self.fit.stop_reason,
                 "score_ms_per_1k_users": scoring_ms_per_1k(self.model),
+                "soft_labels": self.distill.soft_labels if self.distill is not None else None,
+                "selection": self.distill.selection if self.distill is not None else None,
                 "path": asdict(self.path) if self.path is not None else None,
                 "path_text": self.path.describe() if self.path is not None else None}
 
@@ -141,13 +143,6 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         distillers.check(cfg, teacher, split.n_items, path.top_k)  # K and the teacher against the method
     lagged_sel = (validate and teacher is not None and cfg.alpha < 1 and soft_split is None and teacher.sequential
                   and cfg.selection != "direct" and len(split.valid_items) > 0)
-    all_valid = split.eval_users("valid")
-    valid_users = catalogue.validation_users(all_valid, split.n_items)
-    if lagged_sel and (cfg.selection == "held-out" or (cfg.selection == "auto" and len(valid_users) < len(all_valid))):
-        lagged_sel = False  # one fit: the users validation ranks get lagged soft labels, the others full ones
-        held_out = valid_users = catalogue.held_out_users(all_valid, split.n_items)
-    else:
-        held_out = None
     catalogue.check_memory(catalogue.estimate_bytes(spec, train, path, split, lagged=lagged_sel,
                                                     teacher_spec=teacher.spec if teacher is not None else None),
                            f"training the {role} ({spec.family}, dim {spec.dim}) on {split.n_items} items")
@@ -162,16 +157,13 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         if soft_split is not None and mode != "current":
             raise ConfigError("soft labels from another split exist only in 'current' mode (one row per user); "
                               f"got soft_labels={mode!r}")
-        if held_out is not None and mode != "current":
-            held_out, valid_users = None, catalogue.validation_users(all_valid, split.n_items)  # nothing forecast
-        src = split.lagged(held_out) if held_out is not None else (soft_split or split)
-        soft = SoftLabels(teacher, src, mode, temperature=cfg.temperature, top_k=path.top_k)
-        if held_out is not None:
-            teacher.set_context(*split.context("train"))  # the caller's teacher reads the full training data
+        soft = SoftLabels(teacher, soft_split or split, mode, temperature=cfg.temperature, top_k=path.top_k)
     ex = model.examples(split, device)
     n_examples = len(ex)
     counts = np.bincount(split.train_items, minlength=split.n_items)
     make_loss = _loss_maker(ex, path, counts, train.seed, device)
+
+    valid_users = catalogue.validation_users(split.eval_users("valid"), split.n_items)
 
     def validation(m: Recommender) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
@@ -180,7 +172,7 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
         return run
 
     fit_cfg = replace(train, batch_size=model.examples_per_batch(train.batch_size))
-    selection = "held-out" if held_out is not None else "direct"
+    selection = "direct"
     if soft is not None and soft.mode == "current" and lagged_sel:
         # honest selection (DistillConfig.selection): choose the epoch on soft labels that did not forecast
         # the validation item, then train again on the full soft labels for exactly that many epochs

@@ -80,6 +80,10 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
     assert rep["student_kd"]["params"] == rep["student_plain"]["params"] < rep["teacher"]["params"]
     assert rep["config"]["distill"]["alpha"] == pytest.approx(DistillConfig().alpha)
     assert rep["config"]["teacher_train"]["patience"] == rep["config"]["student_train"]["patience"] == 7
+    # what the distilled student was trained and selected by, resolved (the config keeps what was asked: auto)
+    assert rep["student_kd"]["selection"] == "lagged" and rep["student_kd"]["soft_labels"] == "current"
+    assert rep["config"]["distill"]["selection"] == "auto" and rep["teacher"]["selection"] is None
+    assert "(lagged selection)" in p.stderr
 
 
 def test_cli_bad_input_exits_2(tmp_path):

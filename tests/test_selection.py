@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from distill_core import ConfigError, DistillConfig, ModelSpec, TrainConfig, train_model
-from distill_core import catalogue
 from distill_core import distill as distill_mod
 from distill_core.models import build_model
 from distill_core.models.base import recent_history
@@ -145,75 +144,15 @@ def test_selection_is_validated() -> None:
         DistillConfig(selection="test")
 
 
-def test_lagged_split_of_some_users_drops_only_their_last_training_item(tiny_split) -> None:
-    chosen = np.array([0, 3, 5])
-    lag = tiny_split.lagged(chosen)
-    for u in range(tiny_split.n_users):
-        old = tiny_split.train_items[tiny_split.train_ptr[u]:tiny_split.train_ptr[u + 1]].tolist()
-        want = old[:-1] if u in chosen else old
-        assert lag.train_items[lag.train_ptr[u]:lag.train_ptr[u + 1]].tolist() == want
-
-
-def _teacher_log_p(teacher, split, users, t: float) -> torch.Tensor:
-    hist = recent_history(*split.context("train"), split.n_items, teacher.max_len)
-    with torch.no_grad():
-        return torch.log_softmax(teacher(users, hist[users]) / t, -1)
-
-
-def test_held_out_selection_trains_once_on_labels_lagged_for_the_validated_users_only(
-        tiny_split, seq_teacher, monkeypatch) -> None:
-    spy = _Spy(monkeypatch)
-    ranked: list[np.ndarray] = []
-    real_eval = distill_mod.evaluate
-
-    def evaluate(model, split, part, *a, users=None, **k):
-        if part == "valid":
-            ranked.append(users)
-        return real_eval(model, split, part, *a, users=users, **k)
-    monkeypatch.setattr(distill_mod, "evaluate", evaluate)
-    tm = train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=3, patience=0, seed=3), role="student_kd",
-                     teacher=seq_teacher, distill=DistillConfig(0.2, 2.0, soft_labels="current", selection="held-out"))
-    assert tm.distill.selection == "held-out"
-    assert len(spy.fits) == 1 and spy.fits[0]["validate"] and spy.fits[0]["model"] is tm.model
-    (soft,) = spy.soft
-    all_valid = tiny_split.eval_users("valid")
-    held = catalogue.held_out_users(all_valid, tiny_split.n_items)
-    assert 0 < len(held) < len(all_valid)  # validation on the tiny split ranks every user: a quarter is held out
-    assert all(np.array_equal(r, held) for r in ranked) and len(ranked) == 3  # validation ranks them alone
-    users = torch.arange(tiny_split.n_users)
-    h = torch.as_tensor(np.isin(np.arange(tiny_split.n_users), held))
-    lagged = _teacher_log_p(seq_teacher, tiny_split.lagged(), users, 2.0)
-    full = _teacher_log_p(seq_teacher, tiny_split, users, 2.0)
-    got = soft.log_p(users)
-    torch.testing.assert_close(got[h], lagged[h], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(got[~h], full[~h], rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(lagged[h], full[h], atol=1e-4)  # the two can be told apart
-    # the caller's teacher reads the full training data again
-    torch.testing.assert_close(seq_teacher.history, recent_history(*tiny_split.context("train"), tiny_split.n_items,
-                                                                   seq_teacher.max_len).to(seq_teacher.history.device))
-
-
-def test_auto_selection_holds_out_where_validation_ranks_a_sample_of_users(tiny_split, seq_teacher, monkeypatch) -> None:
-    cfg = DistillConfig(0.2, 2.0, soft_labels="current")
-    train = TrainConfig(epochs=1, patience=0)
-    tm = train_model(tiny_split, ModelSpec("mf", 4), train, role="student_kd", teacher=seq_teacher, distill=cfg)
-    assert tm.distill.selection == "lagged"  # validation ranks every user here
-    n_valid = len(tiny_split.eval_users("valid"))
-    monkeypatch.setattr(catalogue, "VALID_CELLS", tiny_split.n_items * (n_valid // 2))
-    assert len(catalogue.validation_users(tiny_split.eval_users("valid"), tiny_split.n_items)) == n_valid // 2
-    tm = train_model(tiny_split, ModelSpec("mf", 4), train, role="student_kd", teacher=seq_teacher, distill=cfg)
-    assert tm.distill.selection == "held-out"
-    # a per-step student forecasts no validation item: nothing is held out
-    per_step = train_model(tiny_split, ModelSpec("sasrec", 8, layers=1, max_len=10), train, role="student_kd",
-                           teacher=seq_teacher, distill=DistillConfig(0.2, 2.0, soft_labels="per-step"))
-    assert per_step.distill.selection == "direct"
-
-
 def test_labels_computed_per_batch_read_the_context_they_were_built_on(tiny_split, seq_teacher) -> None:
+    """Soft labels too large to cache are computed per batch from the context of the split they were built on,
+    not from whatever context the (shared) teacher was given since."""
     lag = tiny_split.lagged()
     soft = distill_mod.SoftLabels(seq_teacher, lag, "current", cache_bytes=0)
     assert soft.cache is None and soft.cache_log_p is None  # per batch
     seq_teacher.set_context(*tiny_split.context("train"))  # the teacher moves on
     users = torch.arange(tiny_split.n_users)
-    want = _teacher_log_p(seq_teacher, lag, users, 1.0)
+    hist = recent_history(*lag.context("train"), tiny_split.n_items, seq_teacher.max_len)
+    with torch.no_grad():
+        want = torch.log_softmax(seq_teacher(users, hist), -1)
     torch.testing.assert_close(torch.log_softmax(soft.logits(users), -1), want, rtol=1e-5, atol=1e-5)

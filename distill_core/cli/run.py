@@ -130,7 +130,9 @@ def command(a: argparse.Namespace) -> int:
                   f"(best epoch {r['best_epoch']}), not on patience: it may not have converged", file=sys.stderr)
     s = report["summary"]
     print(f"teacher ndcg@10 {report['teacher']['metrics']['ndcg@10']:.4f} | distilled "
-          f"{report['student_kd']['metrics']['ndcg@10']:.4f} | plain "
+          f"{report['student_kd']['metrics']['ndcg@10']:.4f}"
+          + (f" ({report['student_kd']['selection']} selection)" if report['student_kd'].get('selection') else "")
+          + f" | plain "
           f"{report['student_plain']['metrics']['ndcg@10']:.4f} | gain x{s['gain_ndcg@10']:.3f}, "
           f"params x{s['param_ratio']:.3f}; report in {a.out}", file=sys.stderr)
     return 0

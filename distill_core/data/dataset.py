@@ -242,9 +242,8 @@ class Split:
                      test_ptr=self.test_ptr, test_items=self.test_items, options=self.options,
                      titles=self.titles, genres=self.genres)
 
-    def lagged(self, users: np.ndarray | None = None) -> "Split":
-        """The training data one step earlier: each user's last training interaction removed (only the
-        ``users`` given, when given; the others keep all of theirs).
+    def lagged(self) -> "Split":
+        """The training data one step earlier: each user's last training interaction removed.
 
         Only a source of soft labels for honest model selection (``DistillConfig.selection``): a teacher
         reading this context forecasts the last *training* item, so the validation item lies one step past
@@ -252,12 +251,7 @@ class Split:
         """
         keep = np.ones(len(self.train_items), dtype=bool)
         counts = np.diff(self.train_ptr)
-        drop = counts > 0
-        if users is not None:
-            chosen = np.zeros(self.n_users, dtype=bool)
-            chosen[np.asarray(users, dtype=np.int64)] = True
-            drop &= chosen
-        keep[self.train_ptr[1:][drop] - 1] = False
+        keep[self.train_ptr[1:][counts > 0] - 1] = False
         return Split(n_users=self.n_users, n_items=self.n_items, train_users=self.train_users[keep],
                      train_items=self.train_items[keep], valid_ptr=self.valid_ptr, valid_items=self.valid_items,
                      test_ptr=self.test_ptr, test_items=self.test_items, options=self.options,
