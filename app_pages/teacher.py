@@ -1,7 +1,9 @@
 """Teacher: choose a model and its size, train it in the background, watch it learn."""
+from dataclasses import replace
+
 import streamlit as st
 
-from distill_core import ModelSpec, RunConfig, TrainConfig, sizing, text_embed, views
+from distill_core import ModelSpec, RunConfig, sizing, text_embed, views
 from distill_core.config import MODEL_FAMILIES
 from distill_core.workflows import teacher_job
 from distill_core.runs import model_label
@@ -33,8 +35,9 @@ layers = c[2].number_input("Layers", 0, 8, d.teacher.layers, key="teacher_layers
                            help="Hidden layers of the two_tower user tower, or attention blocks of sasrec (≥ 1) and "
                                 "text (0: a user id embedding instead). mf has none and ignores it.")
 epochs = c[3].number_input("Epochs (max)", 1, 500, d.teacher_train.epochs, key="teacher_epochs", persist_state="session",
-                           help=f"Upper bound; training stops early after {d.teacher_train.patience} epochs without a better validation "
-                                "NDCG@10 and keeps the best epoch's weights.")
+                           help=f"Upper bound; training stops early after {d.teacher_train.patience} epochs (and at least "
+                                f"{d.teacher_train.patience_steps:,} steps) without a better validation NDCG@10 and "
+                                "keeps the best epoch's weights.")
 lr = c[4].number_input("Learning rate", 1e-5, 1.0, d.teacher_train.lr, step=1e-3, format="%.4f", key="teacher_lr",
                        persist_state="session", help="Adam's step size.")
 
@@ -55,7 +58,7 @@ c = st.columns([1, 1, 6])
 if c[0].button("Train", type="primary", key="teacher_train", disabled=running,
                help="Train this teacher in the background; you can switch pages meanwhile."):
     jobs.start_job("teacher", ds, lambda: teacher_job(ds, ModelSpec(family, int(dim), int(layers), max_len=max_len),
-                                                     TrainConfig(epochs=int(epochs), lr=float(lr), patience=d.teacher_train.patience), registry.store()),
+                                                     replace(d.teacher_train, epochs=int(epochs), lr=float(lr)), registry.store()),
                    f"Teacher {family} dim {dim} on {ds.name}")
 if c[1].button("Stop", key="teacher_stop", disabled=not running,
                help="Stop at the next mini-batch. A stopped teacher is not stored for distillation."):

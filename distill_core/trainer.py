@@ -131,6 +131,7 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
         opts.append(RowAdam(accs, lr=cfg.lr))
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, math.ceil(n / cfg.batch_size))
+    patience = max(cfg.patience, math.ceil(cfg.patience_steps / steps)) if cfg.patience else 0  # TrainConfig
     res = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     t0 = time.perf_counter()
@@ -178,7 +179,7 @@ def fit(model: torch.nn.Module, n: int, loss_fn: LossFn, validate: Validate | No
             res.best_metric, res.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
         fire("epoch_end", epoch=epoch, epochs=cfg.epochs, metrics=row)
-        if cfg.patience and epoch - res.best_epoch >= cfg.patience:
+        if patience and epoch - res.best_epoch >= patience:
             res.early_stopped, res.stop_reason = True, "patience"
             break
         # rank 0's clock under torchrun (distributed.agree): every rank stops at the same epoch

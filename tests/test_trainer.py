@@ -71,3 +71,32 @@ def test_cuda_refused_without_gpu(tiny_split):
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="cuda"):
         train_model(tiny_split, ModelSpec("mf", 4), TrainConfig(epochs=1, device="cuda"))
+
+
+@pytest.mark.parametrize("n, batch, patience, steps, want", [
+    (40, 10, 2, 0, 2),  # 4 steps an epoch, patience in epochs alone
+    (40, 10, 2, 20, 5),  # at least 20 steps: 5 epochs of 4 steps
+    (40, 10, 2, 6, 2),  # 6 steps are 2 epochs: the epochs' patience is the larger
+    (40, 10, 0, 20, None),  # patience 0 never stops early, whatever the steps
+])
+def test_patience_lasts_at_least_patience_steps(n, batch, patience, steps, want):
+    """TrainConfig.patience_steps: a validation score that peaks at epoch 1 stops the run ``max(patience,
+    ceil(patience_steps / steps per epoch))`` epochs later."""
+    model = torch.nn.Linear(1, 1)
+    scores = iter([1.0] + [0.5] * 50)
+
+    def loss_fn(idx):
+        t = model(torch.ones(len(idx), 1)).square().mean()
+        return KDLossOutput(ce=t, kl=t * 0, total=t)
+    res = fit(model, n, loss_fn, lambda: {"ndcg@10": next(scores)},
+              TrainConfig(epochs=12, batch_size=batch, patience=patience, patience_steps=steps))
+    assert res.best_epoch == 1
+    if want is None:
+        assert len(res.history) == 12 and res.stop_reason == "epoch cap"
+    else:
+        assert len(res.history) == 1 + want and res.stop_reason == "patience"
+
+
+def test_patience_steps_is_validated():
+    with pytest.raises(ConfigError, match="patience_steps"):
+        TrainConfig(patience_steps=-1)

@@ -38,7 +38,8 @@ def add_parser(sub: Any, d: RunConfig) -> None:
                         "path, catalogue.student_lr)")
     r.add_argument("--patience", type=int, default=None,
                    help=f"epochs without a better validation NDCG@10 before a model stops (default: teacher "
-                        f"{d.teacher_train.patience}, students {d.student_train.patience}; 0: never stop early)")
+                        f"{d.teacher_train.patience} and at least {d.teacher_train.patience_steps:,} steps, students "
+                        f"{d.student_train.patience}; given, exactly this many epochs; 0: never stop early)")
     r.add_argument("--layers", type=int, default=d.teacher.layers, help="teacher layers (two_tower, sasrec)")
     r.add_argument("--max-len", default="auto",
                    help="recent items a sequential model reads; auto: the users' mean training interactions, "
@@ -87,7 +88,8 @@ def _run(a: argparse.Namespace) -> dict[str, Any]:
         # "is None", not "or": --epochs 0 / --lr 0 must reach the validation, not fall back to the default
         return replace(base, epochs=base.epochs if a.epochs is None else a.epochs,
                        lr=base.lr if a.lr is None else a.lr,
-                       patience=base.patience if a.patience is None else a.patience, seed=a.seed, device=a.device,
+                       patience=base.patience if a.patience is None else a.patience,
+                       patience_steps=base.patience_steps if a.patience is None else 0, seed=a.seed, device=a.device,
                        **scale_train(a))
 
     # every setting is checked here, before any data is read
