@@ -152,7 +152,9 @@ def scale_quality(doc: dict[str, Any]) -> str:
 
 def scale_run(doc: dict[str, Any]) -> str:
     head = (f"`python {doc['command']}`: the defaults, nothing tuned, wall time and peak RSS of the whole process "
-            "(data loading, three models, their test evaluation and segments)."
+            "(data loading, three models, their test evaluation and segments). The wall time depends on the host: "
+            "the same code (ee77a0b, the same models to the last digit) took 28.8 minutes on one 2-core AMD EPYC host "
+            "and 10.4 on another, so read it beside the `baseline-` run of an earlier commit on the same host."
             + (" Quick run (1 epoch per model): not the target measurement." if doc.get("quick") else ""))
     return head + "\n" + doc["markdown"]
 
