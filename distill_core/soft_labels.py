@@ -66,9 +66,8 @@ class SoftLabels:
             raise ValueError("top-K soft labels need the temperature (their mass is kept at T)")
         self._context = split.context("train")
         teacher.set_context(*self._context)
-        # the rows of that context, kept: labels computed per batch read them, whatever context the teacher
-        # is given later (a held-out selection's labels are lagged for some users, and the caller's teacher
-        # reads the full training data again)
+        # the rows of that context, kept: labels computed per batch read them, whatever context the shared
+        # teacher is given later (a lagged selection builds labels on two contexts)
         self._history = teacher.history if teacher.sequential else None
         self._user_vectors: torch.Tensor | None = None  # the teacher's user representations (current mode, DE)
         self.prefixes = (torch.as_tensor(split.train_prefixes(teacher.max_len), device=device)

@@ -130,11 +130,10 @@ def command(a: argparse.Namespace) -> int:
         if r.get("stopped") in ("epoch cap", "time budget"):
             print(f"warning: the {role.replace('_', ' ')} stopped on the {r['stopped']} after {r['epochs_run']} epochs "
                   f"(best epoch {r['best_epoch']}), not on patience: it may not have converged", file=sys.stderr)
-    s = report["summary"]
+    s, kd = report["summary"], report["student_kd"]
+    how = f" ({kd['selection']} selection)" if kd.get("selection") else ""
     print(f"teacher ndcg@10 {report['teacher']['metrics']['ndcg@10']:.4f} | distilled "
-          f"{report['student_kd']['metrics']['ndcg@10']:.4f}"
-          + (f" ({report['student_kd']['selection']} selection)" if report['student_kd'].get('selection') else "")
-          + f" | plain "
+          f"{kd['metrics']['ndcg@10']:.4f}{how} | plain "
           f"{report['student_plain']['metrics']['ndcg@10']:.4f} | gain x{s['gain_ndcg@10']:.3f}, "
           f"params x{s['param_ratio']:.3f}; report in {a.out}", file=sys.stderr)
     return 0

@@ -72,8 +72,7 @@ class SASRec(Recommender):
             y = last.norm1(h)
             a = last.self_attn(y[:, -1:], y, y, attn_mask=mask[:, -1:], need_weights=False)[0]
             h = h[:, -1:] + last.dropout1(a)
-            z = last.norm2(h)
-            h = (h + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(z)))))) * keep[:, -1:]
+            h = (h + last._ff_block(last.norm2(h))) * keep[:, -1:]
         return self.norm(h)
 
     def examples(self, split, device: torch.device | str = "cpu") -> Examples:

@@ -73,8 +73,7 @@ def run_info(tm: TrainedModel) -> dict[str, Any]:
     return {"params": s["params"], "bytes": s["bytes"], "train_seconds": s["train_seconds"],
             "best_epoch": s["best_epoch"], "score_ms_per_1k_users": s["score_ms_per_1k_users"],
             "family": tm.spec.family, "dim": tm.spec.dim, "device": str(next(tm.model.parameters()).device),
-            "soft_labels": tm.distill.soft_labels if tm.distill is not None else None,
-            "selection": tm.distill.selection if tm.distill is not None else None,
+            "soft_labels": s["soft_labels"], "selection": s["selection"],
             "epochs_run": s["epochs_run"], "stopped": s["stopped"], "path": s["path"], "path_text": s["path_text"]}
 
 
