@@ -63,12 +63,15 @@ class TrainPath:
     negative_beta: float
     top_k: int  # K of the soft labels (n_items: the whole distribution); 0 without a teacher
     sparse_tables: bool = False  # id tables train by row updates, lazy Adam (see sparse_tables())
+    n_items: int = 0  # the catalogue it was resolved for (0: unknown, as in runs stored before it was kept)
 
     def describe(self) -> str:
         loss = ("full softmax" if self.loss == "full" else
                 f"sampled softmax ({self.negatives} negatives, q ∝ (count + 1)^{self.negative_beta:g}, logQ-corrected)")
-        return (loss + ("; row updates of the id tables (lazy Adam)" if self.sparse_tables else "")
-                + (f"; soft labels top-{self.top_k}" if self.top_k else ""))
+        whole = self.top_k and self.n_items and self.top_k >= self.n_items
+        labels = (f"; soft labels: the teacher's whole distribution ({self.n_items:,} items)" if whole else
+                  f"; soft labels top-{self.top_k}" if self.top_k else "")
+        return loss + ("; row updates of the id tables (lazy Adam)" if self.sparse_tables else "") + labels
 
 
 def loss_for(loss: str, n_items: int) -> str:
@@ -139,7 +142,7 @@ def resolve(train: TrainConfig, distill: DistillConfig | None, n_users: int, n_i
     loss = resolve_loss(train, n_items)
     k = resolve_top_k(distill, loss, n_users, n_items) if distill is not None and distill.alpha < 1 else 0
     return TrainPath(loss, train.negatives if loss == "sampled" else 0, train.negative_beta, k,
-                     sparse_tables=sparse_tables(train, loss, n_items))
+                     sparse_tables=sparse_tables(train, loss, n_items), n_items=n_items)
 
 
 def rows_per_chunk(n_items: int, bytes_per_cell: int = 8, budget: int = CHUNK_BYTES, most: int = 1024) -> int:

@@ -27,7 +27,8 @@ def test_the_large_catalogue_settings_say_the_path_reach_the_job_and_bad_ones_ar
     # the sample (about 1,800 items) is below FULL_MAX_ITEMS: auto means the full softmax and the teacher's whole
     # distribution (K = the catalogue)
     n_items = load_sample().n_items
-    assert _path_caption(at) == f"This student will train by: full softmax; soft labels top-{n_items}."
+    assert _path_caption(at) == (f"This student will train by: full softmax; soft labels: the teacher's whole "
+                                 f"distribution ({n_items:,} items).")
     at.selectbox(key="distill_loss").set_value("sampled")
     at.number_input(key="distill_negatives").set_value(300)
     at.number_input(key="distill_beta").set_value(0.0)
