@@ -129,7 +129,9 @@ def test_shutdown_frees_the_ddp_wrappers_before_it_destroys_the_group(monkeypatc
         model, w, x, y = _problem()
         step = distributed.current().wrap(model, _loss_fn(model, w, x, y))
         step(torch.tensor([0, 1, 2])).total.backward()
-        del step
+        box: list = [step]  # held by a cycle of its own, as DDP's own cycle holds it (whether torch's is formed
+        box.append(box)     # depends on what ran before in the session), so only the cyclic GC can free it
+        del step, box
         assert live() == 1  # the fit is over, its wrapper is still there
         destroyed = []
         real = tdist.destroy_process_group
