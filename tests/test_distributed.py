@@ -4,6 +4,7 @@
   DE's experts) and the logged loss are those of the whole global batch computed in one process by autograd, also
   for a last batch of 5 examples (3 + 2) and of 1 (one rank without an example); only rank 0 validates and every
   rank gets its metrics; ``agree`` is rank 0's flag.
+* ``distributed.shutdown`` frees the fits' DDP wrappers before it destroys the group.
 * ``torchrun --nproc_per_node 2 -m distill_core run`` on the sample for 1 epoch: the same test metrics as one
   process, ``config.world_size`` 2 and each rank's measured share of the examples in the report.
 """
@@ -48,6 +49,13 @@ def _loss_fn(model, w, x, y):
     return loss
 
 
+def _free_port() -> str:
+    """A port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def _rank(rank: int, port: str, out: str) -> None:
     # the rendezvous torchrun and distributed.init_from_env use: env://, a TCP store on loopback (rank 0 hosts it)
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
@@ -88,9 +96,7 @@ def test_the_ddp_step_gives_the_global_batchs_gradient_and_loss_and_rank_0_valid
     # two fresh interpreters (not mp.spawn: it re-runs __main__, which an AppTest earlier in the session replaced)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_distributed as t; "
             "t._rank(int(sys.argv[2]), *sys.argv[3:])")
-    with socket.socket() as s:  # a free port on loopback for rank 0's store
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = _free_port()  # for rank 0's store
     procs = [subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tests"), str(r), port, str(tmp_path)], cwd=ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
              for r in (0, 1)]
@@ -115,9 +121,7 @@ def test_shutdown_frees_the_ddp_wrappers_before_it_destroys_the_group(monkeypatc
     # DDP sits in a reference cycle, so a fit's wrapper outlives the fit until the cyclic GC runs; left alive past
     # destroy_process_group (or to the interpreter's exit) its teardown can die in C++ (exit -6, see above)
     from torch.nn.parallel import DistributedDataParallel
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
+    monkeypatch.setenv("MASTER_PORT", _free_port())
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     tdist.init_process_group("gloo", init_method="env://", world_size=1, rank=0)
     monkeypatch.setattr(distributed, "_current", distributed.Distributed(0, 1, 0, "gloo", torch.device("cpu")))
