@@ -39,6 +39,7 @@ when ``--teachers`` names one teacher only).
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -98,10 +99,13 @@ def label(settings: dict[str, Any]) -> str:
 
 
 def row(tm: Any, **fields: Any) -> dict[str, Any]:
+    """One training's figures; ``load_1m`` is the machine's 1-minute load average when it ended, so an epoch time
+    slowed by other work on a shared host shows beside it (one stored RRD cell ran 88 s an epoch against 9-10 s
+    for the same cell on a quiet machine, with the run's load at start 2.1 on 2 cores)."""
     epochs = len(tm.fit.history)
     return {**fields, "params": tm.model.n_params(), "epochs_run": epochs, "best_epoch": tm.fit.best_epoch,
             "val_ndcg@10": tm.fit.best_metric, "train_s": tm.fit.seconds, "epoch_s": tm.fit.seconds / max(1, epochs),
-            **{m: tm.test[m] for m in METRICS}}
+            "load_1m": os.getloadavg()[0], **{m: tm.test[m] for m in METRICS}}
 
 
 class Bench:
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     for tname in info:
         md.append(table(f"Cells searched (seed {seeds[0]}, {tname}): validation and test NDCG@10",
                         [c | {"chosen": "yes" if c["chosen"] else ""} for c in cells if c["teacher"] == tname],
-                        ["method", "cell", "val_ndcg@10", "ndcg@10", "best_epoch", "epochs_run", "epoch_s", "chosen"]))
+                        ["method", "cell", "val_ndcg@10", "ndcg@10", "best_epoch", "epochs_run", "epoch_s", "load_1m",
+                         "chosen"]))
     result: dict[str, Any] = {"dataset": ds.summary(), "seeds": seeds, "quick": a.quick, "cells_per_method": n,
                               "budget": budget, "trainings": b.trainings, "teachers": info,
                               "student_train": s_train, "grids": GRIDS, "cells": cells, "rows": rows,
