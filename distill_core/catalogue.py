@@ -68,10 +68,15 @@ class TrainPath:
     def describe(self) -> str:
         loss = ("full softmax" if self.loss == "full" else
                 f"sampled softmax ({self.negatives} negatives, q ∝ (count + 1)^{self.negative_beta:g}, logQ-corrected)")
-        whole = self.top_k and self.n_items and self.top_k >= self.n_items
-        labels = (f"; soft labels: the teacher's whole distribution ({self.n_items:,} items)" if whole else
-                  f"; soft labels top-{self.top_k}" if self.top_k else "")
+        labels = "; soft labels: " + labels_text(self.top_k, self.n_items) if self.top_k else ""
         return loss + ("; row updates of the id tables (lazy Adam)" if self.sparse_tables else "") + labels
+
+
+def labels_text(top_k: int, n_items: int) -> str:
+    """The soft labels of K ``top_k`` on a catalogue of ``n_items`` in words (``n_items`` 0: unknown)."""
+    if n_items and top_k >= n_items:
+        return f"the teacher's whole distribution ({n_items:,} items)"
+    return f"top-{top_k}"
 
 
 def loss_for(loss: str, n_items: int) -> str:

@@ -149,9 +149,10 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
     model = fresh()
     soft = None
     if teacher is not None and cfg.alpha < 1:
-        k = "all" if path.top_k >= split.n_items else f"top-{path.top_k}"
+        what = (f"the teacher's soft labels ({catalogue.labels_text(path.top_k, split.n_items)}) "
+                f"for {split.n_users:,} users")
         for cb in callbacks:  # the soft labels of a large catalogue take a while: say what is happening
-            cb.on_event("preparing", {"what": f"the teacher's soft labels ({k} items) for {split.n_users:,} users"})
+            cb.on_event("preparing", {"what": what})
         teacher = teacher.to(device)
         mode = soft_label_mode(teacher, model, cfg.soft_labels)
         if soft_split is not None and mode != "current":

@@ -174,3 +174,32 @@ def test_students_default_learning_rate_follows_the_path(tiny_dir, tmp_path, cap
         err = capsys.readouterr().err
         assert ("students' learning rate" in err) == ("--lr" not in extra)
     assert lrs == {0: (1e-3, TrainConfig().lr), 4: (1e-3, catalogue.SAMPLED_STUDENT_LR), 6: (0.003, 0.003)}
+
+
+def test_the_soft_labels_are_named_the_whole_distribution_only_where_k_is_the_catalogue(tiny_split, tiny_dir,
+                                                                                         tmp_path, capsys):
+    from distill_core import cli
+
+    n = tiny_split.n_items
+    assert catalogue.labels_text(n, n) == f"the teacher's whole distribution ({n:,} items)"
+    assert catalogue.labels_text(n - 1, n) == f"top-{n - 1}"
+    assert catalogue.labels_text(50, 0) == "top-50"  # a stored path without its catalogue keeps the old words
+
+    class Events:
+        def __init__(self) -> None:
+            self.what: list[str] = []
+
+        def on_event(self, name, payload):
+            if name == "preparing":
+                self.what.append(payload["what"])
+
+    teacher = build_model(ModelSpec("mf", 8), tiny_split)
+    for k, words in ((0, f"whole distribution ({n:,} items)"), (7, "(top-7)")):
+        ev = Events()
+        train_model(tiny_split, ModelSpec("mf", 4), replace_epochs(FAST, 1), teacher=teacher, callbacks=[ev],
+                    distill=DistillConfig(0.5, 2.0, soft_top_k=k, selection="direct"))
+        assert ev.what and words in ev.what[0], ev.what
+    argv = ["run", "--data", str(tiny_dir), "--teacher", "mf", "--teacher-dim", "8", "--student-dim", "2",
+            "--epochs", "1", "--out", str(tmp_path / "r.json")]
+    assert cli.main(argv) == 0
+    assert f"soft labels: the teacher's whole distribution ({n:,} items)" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_the_large_catalogue_settings_say_the_path_reach_the_job_and_bad_ones_ar
     at.number_input(key="distill_beta").set_value(0.0)
     at.number_input(key="distill_top_k").set_value(50).run()
     assert _path_caption(at) == ("This student will train by: sampled softmax (300 negatives, q ∝ (count + 1)^0, "
-                                 "logQ-corrected); soft labels top-50.")
+                                 "logQ-corrected); soft labels: top-50.")
     assert not at.button(key="distill_train").disabled
 
     at.number_input(key="distill_negatives").set_value(100_000).run()  # more negatives than items

@@ -53,7 +53,7 @@ def check_scale(a: argparse.Namespace, ds: Any) -> None:
     if soft_top_k(a) > ds.n_items:
         raise RecDistillError(f"--soft-top-k must be at most the catalogue of {ds.n_items} items (got {a.soft_top_k})")
     k = catalogue.resolve_top_k(DistillConfig(soft_top_k=soft_top_k(a)), loss, ds.n_users, ds.n_items)
-    k = "all (the whole distribution)" if k >= ds.n_items else str(k)
     neg = f", {a.negatives} negatives, beta {a.negative_beta:g}" if loss == "sampled" else ""
-    print(f"loss: {loss} softmax{neg}{' (auto)' if a.loss == 'auto' else ''}; soft labels: top-{k}",
+    print(f"loss: {loss} softmax{neg}{' (auto)' if a.loss == 'auto' else ''}; "
+          f"soft labels: {catalogue.labels_text(k, ds.n_items)}",
           file=sys.stderr)
