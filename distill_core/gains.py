@@ -73,6 +73,55 @@ def bootstrap_gain(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int |
     return Gain(float(a.mean() - b.mean()), float(lo), float(hi), ratio, r_lo, r_hi, len(a))
 
 
+@dataclass(frozen=True)
+class MeanRatio:
+    """The mean over runs of ``mean(a_s) / mean(b_s)`` with percentile bootstrap bounds (None: undefined),
+    and the share of the draws at or above ``at_least`` (None when not asked)."""
+
+    ratio: float | None
+    lo: float | None
+    hi: float | None
+    n: int
+    runs: int
+    share_at_least: float | None = None
+
+
+def bootstrap_mean_ratio(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int | list[int] = 0,
+                         level: float = 0.95, at_least: float | None = None, block: int = 200) -> MeanRatio:
+    """Paired bootstrap over rows of the mean over runs of ``mean(a[s]) / mean(b[s])``.
+
+    ``a`` and ``b`` are ``(runs, n)``: ``runs`` pairs of models (one pair per seed) scored on the same ``n``
+    rows (test users; a 1-d array is one run). Each draw takes the same rows for every run and both models, so
+    the interval is the test set's sampling noise in the seeds' mean gain (Efron & Tibshirani 1993, ch. 13, as
+    ``bootstrap_gain``); the seeds' training noise shows in their spread, not here. The bounds are None when
+    some draw has a ``mean(b[s]) == 0``. Draws come ``block`` at a time (no ``n_boot x n`` index table).
+    """
+    a, b = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"bootstrap_mean_ratio needs two paired, non-empty (runs, n) arrays (got {a.shape} "
+                         f"and {b.shape})")
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap level must be in (0, 1) (got {level!r})")
+    runs, n = a.shape
+    mb0 = b.mean(1)
+    if (mb0 <= 0).any():
+        return MeanRatio(None, None, None, n, runs)
+    ratio = float((a.mean(1) / mb0).mean())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, n_boot, block):
+        idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
+        ma, mb = a[:, idx].mean(2), b[:, idx].mean(2)  # (runs, block)
+        draws.append(np.where(mb > 0, ma, np.nan) / np.where(mb > 0, mb, 1.0))
+    d = np.concatenate(draws, 1)  # (runs, n_boot)
+    if np.isnan(d).any():
+        return MeanRatio(ratio, None, None, n, runs)
+    d = d.mean(0)
+    lo, hi = np.percentile(d, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    share = float((d >= at_least).mean()) if at_least is not None else None
+    return MeanRatio(ratio, float(lo), float(hi), n, runs, share)
+
+
 def gains_frame(results: Mapping[str, SegmentResult], by: str, metrics: tuple[str, ...] = ("ndcg@10", "hr@10"),
                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per bucket of ``by`` ("users" or "items") and metric: the three models' means and the gain of

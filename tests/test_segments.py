@@ -12,7 +12,7 @@ import torch
 
 from distill_core import ConfigError, ModelSpec, TrainConfig, evaluate, train_model
 from distill_core.data.dataset import Split
-from distill_core.gains import bootstrap_gain, gains_frame, pair_segments
+from distill_core.gains import bootstrap_gain, bootstrap_mean_ratio, gains_frame, pair_segments
 from distill_core.metrics import ScoreError
 from distill_core.runs import distillations
 from distill_core.diversity import diversity_space
@@ -226,6 +226,47 @@ def test_bootstrap_edge_cases():
     assert bootstrap_gain(np.ones(5), np.zeros(5)).ratio is None
     with pytest.raises(ValueError, match="paired"):
         bootstrap_gain(np.ones(3), np.ones(4))
+
+
+def test_the_mean_ratio_over_seeds_is_bootstrapped_over_shared_users():
+    """bench/methods.py's gain interval: per draw the same users for every seed and both models."""
+    from scipy import stats
+    rng = np.random.default_rng(2)
+    x, lift = rng.random(400), 0.3 * rng.random(400)  # the test users: easy or hard, helped much or little,
+    a = x * (1 + lift) + 0.05 * rng.random((3, 400))  # alike on every seed, as a test set's users are
+    b = x + 0.05 * rng.random((3, 400))
+    r = bootstrap_mean_ratio(a, b, n_boot=20_000, seed=5, at_least=1.0)
+    want = float(np.mean(a.mean(1) / b.mean(1)))
+    assert (r.ratio, r.n, r.runs) == (pytest.approx(want), 400, 3) and r.lo < want < r.hi
+    ref = stats.bootstrap((a, b), lambda u, v, axis=-1: (u.mean(axis) / v.mean(axis)).mean(0), paired=True,
+                          axis=-1, n_resamples=20_000, method="percentile",
+                          rng=np.random.default_rng(0)).confidence_interval
+    assert (r.lo, r.hi) == pytest.approx((ref.low, ref.high), abs=0.05 * (ref.high - ref.low))
+    # the delta method for a ratio of paired means, averaged over the seeds with the users shared: a third opinion
+    ma, mb = a.mean(1, keepdims=True), b.mean(1, keepdims=True)
+    infl = ((a - ma / mb * b) / mb).mean(0)  # each user's influence on the mean ratio
+    se = infl.std() / np.sqrt(400)
+    assert (r.lo, r.hi) == pytest.approx((want - 1.96 * se, want + 1.96 * se), abs=0.1 * (r.hi - r.lo))
+    assert r.share_at_least == pytest.approx(1.0, abs=0.01)  # the interval sits well above 1
+    assert bootstrap_mean_ratio(a, b, n_boot=20_000, seed=5, at_least=want).share_at_least == pytest.approx(0.5, abs=0.03)
+    # one seed: the same draws and bounds as bootstrap_gain's ratio
+    g, one = bootstrap_gain(a[0], b[0], n_boot=3000, seed=7), bootstrap_mean_ratio(a[0], b[0], n_boot=3000, seed=7)
+    assert (one.ratio, one.lo, one.hi) == pytest.approx((g.ratio, g.ratio_lo, g.ratio_hi), rel=1e-12)
+    # drawing users independently per seed would narrow the interval: sharing them is what the test set does
+    assert r.hi - r.lo > 1.2 * np.mean([bootstrap_mean_ratio(a[s], b[s], 4000).hi - bootstrap_mean_ratio(
+        a[s], b[s], 4000).lo for s in range(3)]) / np.sqrt(3)
+
+
+def test_mean_ratio_edge_cases():
+    r = bootstrap_mean_ratio(np.full((2, 30), 0.5), np.full((2, 30), 0.25), n_boot=100)
+    assert (r.ratio, r.lo, r.hi) == (2.0, 2.0, 2.0)
+    assert bootstrap_mean_ratio(np.ones((2, 5)), np.zeros((2, 5))).ratio is None
+    few = np.zeros(5)
+    few[0] = 1.0  # most draws of 5 users miss the one user the plain model ranks well: no finite ratio
+    r = bootstrap_mean_ratio(np.ones(5), few, n_boot=200)
+    assert r.ratio == 5.0 and r.lo is None and r.hi is None
+    with pytest.raises(ValueError, match="paired"):
+        bootstrap_mean_ratio(np.ones((2, 3)), np.ones((3, 3)))
 
 
 # ----------------------------------------------------------------------------- stored runs
