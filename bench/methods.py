@@ -3,6 +3,8 @@
     .venv/bin/python bench/methods.py                      # the sample, 3 seeds
     .venv/bin/python bench/methods.py --data /tmp/ml-100k  # any dataset the loaders read
     .venv/bin/python bench/methods.py --quick              # 1 seed, 2 epochs, 2 cells: a smoke run
+    .venv/bin/python bench/methods.py --data /tmp/ml-100k --teachers mf \
+        --cells-from bench/results/methods-ml-100k-mf.json # no search: a stored run's chosen cells, every seed
 
 Teachers: the default sasrec (``RunConfig().teacher``, trained by ``teacher_train``) and ``MF_TEACHER``, an mf of
 dim 64 trained as the students are (``RunConfig().student_train``, as ``quality.py`` trains its mf teacher). The
@@ -37,15 +39,22 @@ every student alike (plain and distilled; the teachers keep their defaults). Tim
 2 cores as the engine stands, over half of it DE and de+rrd from sasrec (54 s an epoch on the sample against 4 for
 Hinton KD: bench/README.md has the measured rates); ``--quick`` about 25 minutes on the sample.
 
+``--cells-from`` retrains only the cells a stored run of the same dataset, teachers and student budget chose
+(its search table carried over and named in the budget line), so figures the stored run did not keep (the
+per-user NDCG@10 behind the intervals) come for 7 trainings per seed instead of the whole search; the retrained
+rows of the search's seed stand beside the stored ones.
+
 Prints tables and writes ``bench/results/methods.json`` (``methods-NAME.json`` with ``--data``; ``-TEACHER`` added
 when ``--teachers`` names one teacher only).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,11 +181,14 @@ def search(b: Bench, tname: str, spec: ModelSpec, teacher: Any, mode: str, n: in
     return cells
 
 
-def run(b: Bench, teachers: list[str], seeds: list[int], n: int) -> tuple[list, list, dict]:
+def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
+        carried: dict[str, list[dict[str, Any]]] | None = None) -> tuple[list, list, dict]:
+    """``carried``: teacher name -> the chosen cells of a stored search (``--cells-from``), trained on every seed
+    instead of searching; a row of the stored search's own seed gets the stored test NDCG@10 beside its own."""
     rows: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
-    chosen: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, list[dict[str, Any]]] = dict(carried or {})
     for seed in seeds:
         for name in teachers:
             tag, teacher = b.teacher(name, seed)
@@ -199,6 +211,8 @@ def run(b: Bench, teachers: list[str], seeds: list[int], n: int) -> tuple[list, 
                     tm = b.student(spec, seed, teacher.model, mode, c["method"], c["settings"])
                     new.append(row(b, tm, teacher=tname, method=c["method"], cell=c["cell"], settings=c["settings"],
                                    seed=seed, retention=tm.test["ndcg@10"] / t_ndcg))
+                    if name in (carried or {}) and seed == c["seed"]:
+                        new[-1]["stored_ndcg@10"] = c["ndcg@10"]
                     b.say(f"  {tname} {c['method']} ({c['cell']}): test ndcg@10 {tm.test['ndcg@10']:.4f}")
             for r in new:
                 r.pop("chosen", None)
@@ -321,6 +335,39 @@ def per_seed(rows: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any
     return list(out.values())
 
 
+def carry(path: Path, ds: Any, teachers: list[str], s_train: Any) -> tuple[dict[str, Any], dict[str, list]]:
+    """``--cells-from``: a stored results file of this bench, refused unless it searched this dataset, these
+    teachers and the same student budget; returns it and each teacher's chosen cells."""
+    try:
+        stored = json.loads(path.read_text())
+        fp, cells = stored["dataset"]["fingerprint"], stored["cells"]
+        trained = stored["student_train"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--cells-from: {path} is not a results file of bench/methods.py ({e})")
+    if fp != ds.fingerprint:
+        raise SystemExit(f"--cells-from: {path} searched another dataset ({stored['dataset'].get('name')}, "
+                         f"fingerprint {fp}), not {ds.name} ({ds.fingerprint})")
+    if (trained["epochs"], trained["patience"]) != (s_train.epochs, s_train.patience):
+        raise SystemExit(f"--cells-from: {path} searched with students up to {trained['epochs']} epochs, patience "
+                         f"{trained['patience']}; pass the same --epochs and --patience")
+    out = {t: [c for c in cells if c["teacher"] == f"{t} teacher" and c["chosen"]] for t in teachers}
+    missing = [t for t, cs in out.items() if not cs]
+    if missing:
+        raise SystemExit(f"--cells-from: {path} searched no cells from the {', '.join(missing)} teacher")
+    return stored, out
+
+
+def reproduced(rows: list[dict[str, Any]]) -> str:
+    """The retrained rows of the stored search's seed against that search's own test NDCG@10."""
+    rs = [r for r in rows if "stored_ndcg@10" in r]
+    diff = [abs(r["ndcg@10"] - r["stored_ndcg@10"]) for r in rs]
+    if not rs:
+        return "The search's own seed is not among this run's seeds: no retrained row to set beside it."
+    return (f"Retrained on the search's seed, the {len(rs)} chosen cells' test NDCG@10 against the stored search's: "
+            f"largest difference {max(diff):.4f}, mean {np.mean(diff):.4f}"
+            + (" (training on 2 threads is not bit-reproducible)." if max(diff) > 0 else " (the same models)."))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = dataset_parser(__doc__.split("\n")[0])
     d = RunConfig().student_train
@@ -329,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            "(default 4; 2 with --quick)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="every student's epoch cap (default %(default)s)")
     p.add_argument("--patience", type=int, default=d.patience, help="every student's patience (default %(default)s)")
+    p.add_argument("--cells-from", type=Path, default=None, metavar="JSON",
+                   help="no search: train the cells a stored methods results file of this dataset chose, on every "
+                        "seed (its search table is carried over into the new results)")
     a = p.parse_args(argv)
     missing = [m for m in METHODS if m not in GRIDS]
     if missing:  # no method is left out: a new one needs its cells here first
@@ -340,17 +390,33 @@ def main(argv: list[str] | None = None) -> int:
     started = start(a)
     ds, seeds = dataset_and_seeds(a)
     s_train = replace(d, epochs=QUICK_EPOCHS if a.quick else a.epochs, patience=a.patience)
+    stored, carried = (carry(a.cells_from, ds, teachers, s_train) if a.cells_from else (None, None))
+    if stored is not None:
+        n = stored["cells_per_method"]
     b = Bench(split_dataset(ds, RunConfig().split), s_train, a.quick)
-    planned = len(teachers) * (7 * n + 7 * (len(seeds) - 1) + len(seeds))
+    planned = len(teachers) * (7 * (n if stored is None else 1) + 7 * (len(seeds) - 1) + len(seeds))
     log(f"{ds.name}: {planned} trainings planned ({n} cells per method and plain, seeds {seeds}, teachers {teachers})")
-    rows, cells, info = run(b, teachers, seeds, n)
+    rows, cells, info = run(b, teachers, seeds, n, carried)
+    if stored is not None:
+        cells = [c for c in stored["cells"] if c["teacher"] in {f"{t} teacher" for t in teachers}] + cells
     summary = summarise(rows)
     tg = targets(summary, cells, ds.name == TARGET_DATASET and not a.quick)
+    search_seed = cells[0]["seed"] if cells else seeds[0]
     budget = (f"every method {n} cells of alpha x its main knob, the plain student {n} cells of learning rate x "
-              f"weight decay (plain_ladder); each keeps its best validation NDCG@10 cell of seed {seeds[0]} for "
-              f"every seed (seed {seeds[0]}'s rows are those cells' runs); students up to {s_train.epochs} epochs, "
-              f"patience {s_train.patience}; {b.trainings} trainings")
+              f"weight decay (plain_ladder); each keeps its best validation NDCG@10 cell of seed {search_seed} for "
+              f"every seed (seed {search_seed}'s rows are those cells' runs); students up to {s_train.epochs} "
+              f"epochs, patience {s_train.patience}; {b.trainings} trainings")
+    if stored is not None:
+        m = stored["machine"]
+        budget = (f"the cells searched by the run of {m.get('time')} at commit `{m.get('git_commit')}` "
+                  f"({a.cells_from.name}, {stored['trainings']} trainings; its search table below), where "
+                  + budget.replace(f"(seed {search_seed}'s rows are those cells' runs)",
+                                   f"(seed {search_seed}'s rows retrained here)")
+                  .replace(f"; {b.trainings} trainings", f"; {b.trainings} trainings in this run"))
     md = [f"\nBudget: {budget}.\n"]
+    if stored is not None:
+        md.append(reproduced(rows) + "\n")
+        log(md[-1])
     for tname, t in info.items():
         md += [table(f"1/{FRACTION} MF student ({t['student']}, {t['student_params']:,} params) from the "
                      f"{t['teacher']} teacher ({t['teacher_params']:,}) on {ds.name}, mean of {len(seeds)} seed(s)",

@@ -111,6 +111,13 @@ def methods(doc: dict[str, Any]) -> str:
             "student's of the same teacher and seed (mean, standard deviation, lowest seed); *epoch_s* = training "
             "seconds (validation and both fits of a lagged selection included) / epochs run. The targets are judged "
             "on ml-100k only" + (" (quick run: short training, not the measurement)." if doc.get("quick") else "."))
+    if "n_boot" in doc:
+        head += (" *retention_95%* and *gain_95%*: paired bootstrap 95% intervals of the mean over seeds, over the "
+                 f"test users ({doc['n_boot']:,} draws, the same users for every seed and model of a draw): the "
+                 "test set's noise alone, the seeds' training noise is in the std; a target is *resolved* only "
+                 "when its whole interval is on one side of it.")
+    else:
+        head += " (Stored before the bench kept per-user figures: no intervals.)"
     return head + "\n" + doc["markdown"]
 
 
