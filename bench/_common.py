@@ -244,6 +244,8 @@ def _jsonable(x: Any) -> Any:
         return None
     if hasattr(x, "__dataclass_fields__"):
         return _jsonable(asdict(x))
+    if isinstance(x, Path):  # an argument such as methods.py --cells-from
+        return str(x)
     return x
 
 

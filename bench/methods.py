@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import start, table, verdict, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
+from _common import machine_info, start, table, verdict, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
 from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
 from distill_core.config import METHODS
 from distill_core.diversity import diversity_space
@@ -357,7 +357,7 @@ def carry(path: Path, ds: Any, teachers: list[str], s_train: Any) -> tuple[dict[
     return stored, out
 
 
-def reproduced(rows: list[dict[str, Any]]) -> str:
+def reproduced(rows: list[dict[str, Any]], stored_cpu: str | None, cpu: str | None) -> str:
     """The retrained rows of the stored search's seed against that search's own test NDCG@10."""
     rs = [r for r in rows if "stored_ndcg@10" in r]
     diff = [abs(r["ndcg@10"] - r["stored_ndcg@10"]) for r in rs]
@@ -365,7 +365,9 @@ def reproduced(rows: list[dict[str, Any]]) -> str:
         return "The search's own seed is not among this run's seeds: no retrained row to set beside it."
     return (f"Retrained on the search's seed, the {len(rs)} chosen cells' test NDCG@10 against the stored search's: "
             f"largest difference {max(diff):.4f}, mean {np.mean(diff):.4f}"
-            + (" (training on 2 threads is not bit-reproducible)." if max(diff) > 0 else " (the same models)."))
+            + (f" (stored on {stored_cpu}, retrained on {cpu}: float rounding differs across CPUs and thread "
+               "counts, and a training diverges from the first differing step)." if max(diff) > 0
+               else " (the same models)."))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                   .replace(f"; {b.trainings} trainings", f"; {b.trainings} trainings in this run"))
     md = [f"\nBudget: {budget}.\n"]
     if stored is not None:
-        md.append(reproduced(rows) + "\n")
+        md.append(reproduced(rows, stored["machine"].get("cpu"), machine_info.get("cpu")) + "\n")
         log(md[-1])
     for tname, t in info.items():
         md += [table(f"1/{FRACTION} MF student ({t['student']}, {t['student_params']:,} params) from the "
