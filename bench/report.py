@@ -153,6 +153,9 @@ def scale_quality(doc: dict[str, Any]) -> str:
             f"{doc['negatives']} negatives per batch; the top-K student the sampled softmax with as many and the "
             f"teacher's top-{doc['top_k']} soft labels plus the rest's mass, against full KD from the same full "
             f"teacher. Ratios are per seed, then the mean and the lowest seed; the target is within 5% (>= 0.95)."
+            + (" *ratio 95%*: the mean's paired bootstrap interval over the test users (the same users for every "
+               "seed and model of a draw; the test set's noise alone), *draws at 0.95* the share of the draws at the "
+               "target, *resolved* whether the whole interval lies on one side of it." if "n_boot" in doc else "")
             + (" Quick run (1 seed, 2 epochs): not the measurement." if doc.get("quick") else ""))
     return head + "\n" + doc["markdown"]
 
