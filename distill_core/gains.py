@@ -45,6 +45,19 @@ class Gain:
     n: int
 
 
+def _drawn_means(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int | list[int],
+                 block: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(runs, n_boot)`` means of ``a`` and ``b`` (``(runs, n)``) over ``n_boot`` draws of their ``n`` rows with
+    replacement, the same rows for every run and both arrays, ``block`` draws at a time."""
+    rng = np.random.default_rng(seed)
+    n, ma, mb = a.shape[1], [], []
+    for start in range(0, n_boot, block):
+        idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
+        ma.append(a[:, idx].mean(2))
+        mb.append(b[:, idx].mean(2))
+    return np.concatenate(ma, 1), np.concatenate(mb, 1)
+
+
 def bootstrap_gain(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int | list[int] = 0,
                    level: float = 0.95, block: int = 200) -> Gain:
     """Paired bootstrap of ``mean(a) - mean(b)`` (and of the ratio) over the rows of ``a`` and ``b``.
@@ -57,13 +70,7 @@ def bootstrap_gain(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int |
         raise ValueError(f"bootstrap_gain needs two paired, non-empty 1-d arrays (got {a.shape} and {b.shape})")
     if not 0 < level < 1:
         raise ValueError(f"bootstrap level must be in (0, 1) (got {level!r})")
-    rng = np.random.default_rng(seed)
-    ma, mb = [], []
-    for start in range(0, n_boot, block):
-        idx = rng.integers(0, len(a), size=(min(block, n_boot - start), len(a)))
-        ma.append(a[idx].mean(1))
-        mb.append(b[idx].mean(1))
-    ma, mb = np.concatenate(ma), np.concatenate(mb)
+    ma, mb = (m[0] for m in _drawn_means(a[None], b[None], n_boot, seed, block))
     q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     lo, hi = np.percentile(ma - mb, q)
     ratio = float(a.mean() / b.mean()) if b.mean() > 0 else None
@@ -107,13 +114,8 @@ def bootstrap_mean_ratio(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed:
     if (mb0 <= 0).any():
         return MeanRatio(None, None, None, n, runs)
     ratio = float((a.mean(1) / mb0).mean())
-    rng = np.random.default_rng(seed)
-    draws = []
-    for start in range(0, n_boot, block):
-        idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
-        ma, mb = a[:, idx].mean(2), b[:, idx].mean(2)  # (runs, block)
-        draws.append(np.where(mb > 0, ma, np.nan) / np.where(mb > 0, mb, 1.0))
-    d = np.concatenate(draws, 1)  # (runs, n_boot)
+    ma, mb = _drawn_means(a, b, n_boot, seed, block)  # (runs, n_boot)
+    d = np.where(mb > 0, ma, np.nan) / np.where(mb > 0, mb, 1.0)
     if np.isnan(d).any():
         return MeanRatio(ratio, None, None, n, runs)
     d = d.mean(0)
