@@ -233,6 +233,22 @@ def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str] | None 
     return text
 
 
+def bounds(lo: float | None, hi: float | None) -> str:
+    """An interval as the tables print it: ``[lo, hi]`` to 3 digits, or n/a."""
+    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "n/a"
+
+
+def judged(value: float, lo: float | None, hi: float | None, target: float) -> str:
+    """Whether the test set resolves a target: the whole 95% interval on one side of it, or not."""
+    if lo is None or hi is None:
+        return "n/a"
+    if lo >= target:
+        return "met beyond the test set's noise"
+    if hi < target:
+        return "missed beyond the test set's noise"
+    return f"not resolved: the interval holds {target:g}" + (" (the point estimate meets it)" if value >= target else "")
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}

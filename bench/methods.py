@@ -59,7 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from _common import machine_info, start, table, verdict, write_json  # bench/ is on sys.path: the scripts run as python bench/x.py
+# bench/ is on sys.path: the scripts run as python bench/x.py
+from _common import bounds, judged, machine_info, start, table, verdict, write_json
 from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, train_model
 from distill_core.config import METHODS
 from distill_core.diversity import diversity_space
@@ -251,31 +252,16 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if method != "teacher":
             ret = _interval(_users(rows, tname, method), _users(rows, tname, "teacher"), RETENTION_TARGET)
             s |= {"retention_lo": ret["lo"], "retention_hi": ret["hi"], "retention_p_target": ret["p"],
-                  "retention_95%": _bounds(ret["lo"], ret["hi"])}
+                  "retention_95%": bounds(ret["lo"], ret["hi"])}
         if method not in ("teacher", "plain"):
             plain = {r["seed"]: r["ndcg@10"] for r in rows if r["teacher"] == tname and r["method"] == "plain"}
             gains = [r["ndcg@10"] / plain[r["seed"]] for r in rs]
             g = _interval(_users(rows, tname, method), _users(rows, tname, "plain"), GAIN_TARGET)
             s |= {"gain": float(np.mean(gains)), "gain_std": float(np.std(gains)), "gain_min": float(min(gains)),
                   "above_plain_every_seed": verdict(min(gains) > 1), "gain_lo": g["lo"], "gain_hi": g["hi"],
-                  "gain_p_target": g["p"], "gain_95%": _bounds(g["lo"], g["hi"])}
+                  "gain_p_target": g["p"], "gain_95%": bounds(g["lo"], g["hi"])}
         out.append(s)
     return out
-
-
-def _bounds(lo: float | None, hi: float | None) -> str:
-    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "n/a"
-
-
-def judged(value: float, lo: float | None, hi: float | None, target: float) -> str:
-    """Whether the test set resolves a target: the whole 95% interval on one side of it, or not."""
-    if lo is None or hi is None:
-        return "n/a"
-    if lo >= target:
-        return "met beyond the test set's noise"
-    if hi < target:
-        return "missed beyond the test set's noise"
-    return f"not resolved: the interval holds {target:g}" + (" (the point estimate meets it)" if value >= target else "")
 
 
 def _methods(summary: list[dict[str, Any]], tname: str) -> list[dict[str, Any]]:
@@ -298,7 +284,7 @@ def targets(summary: list[dict[str, Any]], cells: list[dict[str, Any]], claimed:
              "met": verdict(ok) if claimed else f"not claimed (a {TARGET_DATASET} target)"}
         if key in ("gain", "retention"):  # the test set's noise in the figure (none for the lowest seed's gain)
             lo, hi = best[f"{key}_lo"], best[f"{key}_hi"]
-            o |= {"95% interval (test users)": _bounds(lo, hi), "draws at target": best[f"{key}_p_target"],
+            o |= {"95% interval (test users)": bounds(lo, hi), "draws at target": best[f"{key}_p_target"],
                   "resolved": judged(best[key], lo, hi, target)}
         out.append(o | {"validation's pick": pick, "its value": by[pick][key],
                         "logits (Hinton KD)": by["logits"][key]})

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from _common import start, table, write_json
+from _common import bounds, judged, start, table, write_json
 from distill_core import DistillConfig, ModelSpec, RunConfig, catalogue, split_dataset, train_model
 from distill_core.diversity import diversity_space
 from distill_core.gains import bootstrap_mean_ratio
 from distill_core.segments import model_segments
-from methods import N_BOOT, _bounds, judged
+from methods import N_BOOT
 from quality import dataset_and_seeds, dataset_parser, log, mf_dim_for
 
 NEGATIVES = 256
@@ -97,7 +97,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 by_seed = lambda n: np.stack([r["users"] for r in sorted(  # noqa: E731
                     (r for r in rows if r["model"] == n), key=lambda r: r["seed"])])
                 r = bootstrap_mean_ratio(by_seed(variant), by_seed(base), N_BOOT, seed=0, at_least=TARGET)
-                out[-1] |= {"ratio 95%": _bounds(r.lo, r.hi), "ratio_lo": r.lo, "ratio_hi": r.hi,
+                out[-1] |= {"ratio 95%": bounds(r.lo, r.hi), "ratio_lo": r.lo, "ratio_hi": r.hi,
                             "draws at 0.95": r.share_at_least,
                             "resolved": judged(out[-1]["ratio to full, mean"], r.lo, r.hi, TARGET)}
     return out
