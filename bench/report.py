@@ -149,10 +149,15 @@ def scale(doc: dict[str, Any]) -> str:
 
 
 def scale_quality(doc: dict[str, Any]) -> str:
+    stress = doc.get("stress_negatives")
     head = (f"Where both fit, does the large-catalogue path cost quality (issue #16)? The sampled teacher uses "
             f"{doc['negatives']} negatives per batch; the top-K student the sampled softmax with as many and the "
             f"teacher's top-{doc['top_k']} soft labels plus the rest's mass, against full KD from the same full "
             f"teacher. Ratios are per seed, then the mean and the lowest seed; the target is within 5% (>= 0.95)."
+            + (f" The target is judged at these, the product's defaults (`--loss sampled` as shipped); the rows "
+               f"at {stress} negatives, a smaller share of these small catalogues, show how quality falls with "
+               f"fewer and are not judged. *catalogue share drawn*: the expected share of the catalogue among "
+               f"one batch's draws." if stress else "")
             + (" *ratio 95%*: the mean's paired bootstrap interval over the test users (the same users for every "
                "seed and model of a draw; the test set's noise alone), *draws at 0.95* the share of the draws at the "
                "target, *resolved* whether the whole interval lies on one side of it." if "n_boot" in doc else "")
