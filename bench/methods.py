@@ -44,6 +44,17 @@ Hinton KD: bench/README.md has the measured rates); ``--quick`` about 25 minutes
 per-user NDCG@10 behind the intervals) come for 7 trainings per seed instead of the whole search; the retrained
 rows of the search's seed stand beside the stored ones.
 
+``--refresh`` adds a second test protocol, as ``cross_family.py`` has it. *As trained* (always): a student's user
+vectors end at the user's last training interaction, while the sasrec teacher, at test time, also reads the
+validation interaction as context, so the student is one interaction behind it. *Refreshed*: the validation
+interactions arrive (``Split.advance``) and every chosen student is fine-tuned on them for ``REFRESH_EPOCHS``
+epochs with ``refresh_student``, the call the product offers for new data (soft labels recomputed from the
+teacher; the plain student on the new hard labels alone, at its chosen lr and weight decay); the mf teacher,
+which reads no context either, is refreshed the same way first (plain) and its refreshed self gives the soft
+labels. Every model then knows the same interactions when it ranks the test item. The cells are the ones chosen
+as trained (the advanced split has no validation data); the refreshed rows form their own group
+(``<teacher> teacher, refreshed``), with their own retention, gains, intervals and target lines.
+
 Prints tables and writes ``bench/results/methods.json`` (``methods-NAME.json`` with ``--data``; ``-TEACHER`` added
 when ``--teachers`` names one teacher only).
 """
@@ -65,6 +76,7 @@ from distill_core import DistillConfig, ModelSpec, RunConfig, split_dataset, tra
 from distill_core.config import METHODS
 from distill_core.diversity import diversity_space
 from distill_core.gains import bootstrap_mean_ratio
+from distill_core.refresh import REFRESH_EPOCHS, refresh_student
 from distill_core.segments import model_segments
 from distill_core.sweep import INT_KNOBS
 from distill_core.tuning import plain_ladder
@@ -77,6 +89,7 @@ TARGET_DATASET = "ml-100k"
 TEACHERS = ("sasrec", "mf")  # --teachers' default
 N_BOOT = 2000  # bootstrap draws of the test users behind each gain's and retention's interval
 RETENTION_TARGET, GAIN_TARGET = 0.9, 1.05  # issue 17: from the sasrec teacher, from the mf teacher
+REFRESHED = ", refreshed"  # the refreshed protocol's group: "sasrec teacher, refreshed"
 ALPHAS = (0.25, 0.5, 0.1, 0.75)  # the default alpha first
 # method -> (its main knob, the knob's values, alpha's values); N cells take the first ceil(sqrt N) knob values x
 # the first ceil(N / that) alphas. The knob docs are in config.DistillConfig, the formulas in distillers/.
@@ -117,14 +130,15 @@ def label(settings: dict[str, Any]) -> str:
     return ", ".join(f"{_SHORT.get(k, k)} {v:g}" for k, v in settings.items())
 
 
-def row(b: "Bench", tm: Any, **fields: Any) -> dict[str, Any]:
+def row(b: "Bench", tm: Any, split: Any = None, **fields: Any) -> dict[str, Any]:
     """One training's figures; ``load_1m`` is the machine's 1-minute load average when it ended, so an epoch time
     slowed by other work on a shared host shows beside it (one stored RRD cell ran 88 s an epoch against 9-10 s
     for the same cell on a quiet machine, with the run's load at start 2.1 on 2 cores). ``users`` holds each test
     user's NDCG@10 (``segments.model_segments``, the same ranking as ``tm.test``; their mean is checked against it)
-    for the bootstrap intervals; it is written to the results' ``per_user`` and not kept in the row."""
+    for the bootstrap intervals; it is written to the results' ``per_user`` and not kept in the row. ``split``:
+    the one ``tm`` was tested on (default the bench's; the advanced one for a refreshed model)."""
     epochs = len(tm.fit.history)
-    users = model_segments(tm.model, b.split, space=b.space).user_values["ndcg@10"]
+    users = model_segments(tm.model, split or b.split, space=b.space).user_values["ndcg@10"]
     if abs(users.mean() - tm.test["ndcg@10"]) > 1e-6:  # two computations of one figure: they must agree
         raise AssertionError(f"per-user NDCG@10 mean {users.mean():.6f} is not the test NDCG@10 "
                              f"{tm.test['ndcg@10']:.6f}")
@@ -139,6 +153,7 @@ class Bench:
     def __init__(self, split: Any, s_train: Any, quick: bool) -> None:
         self.split, self.s_train, self.quick, self.trainings = split, s_train, quick, 0
         self.space = diversity_space(split)  # model_segments' list figures need it; computed once
+        self.advanced = split.advance()  # the refreshed protocol's data: the validation items have arrived
         self.t0 = time.perf_counter()
 
     def train(self, spec: ModelSpec, train: Any, **kw: Any) -> Any:
@@ -159,6 +174,17 @@ class Bench:
         return self.train(spec, train, role="student_kd", teacher=teacher,
                           distill=DistillConfig(method=method, soft_labels=mode, **settings))
 
+    def refresh(self, model: Any, seed: int, teacher: Any, mode: str, method: str, settings: dict[str, Any]) -> Any:
+        """``model`` fine-tuned on the advanced split (``REFRESH_EPOCHS`` epochs): distilled again from ``teacher``
+        at the same settings (soft labels recomputed), or, for the plain student, on the new hard labels at its
+        chosen lr and weight decay."""
+        self.trainings += 1
+        train = replace(self.s_train, seed=seed, epochs=QUICK_EPOCHS if self.quick else REFRESH_EPOCHS)
+        if method == "plain":
+            return refresh_student(model, self.advanced, replace(train, **settings))
+        return refresh_student(model, self.advanced, train, teacher=teacher,
+                               distill=DistillConfig(method=method, soft_labels=mode, **settings))
+
     def say(self, msg: str) -> None:
         log(f"[{time.perf_counter() - self.t0:6.0f} s, {self.trainings} trainings] {msg}")
 
@@ -169,23 +195,26 @@ def search(b: Bench, tname: str, spec: ModelSpec, teacher: Any, mode: str, n: in
     plan = [(m, kd_settings(m, v, a)) for m in METHODS for v, a in ladder(n, GRIDS[m][1], GRIDS[m][2])]
     plan += [("plain", {"lr": lr, "weight_decay": wd}) for lr, wd in plain_ladder(n, b.s_train.lr,
                                                                                   b.s_train.weight_decay)]
-    cells = []
+    cells, models = [], []
     for method, settings in plan:
         tm = b.student(spec, seed, teacher, mode, method, settings)
+        models.append(tm.model)
         cells.append(row(b, tm, teacher=tname, method=method, cell=label(settings), settings=settings, seed=seed,
                          retention=tm.test["ndcg@10"] / t_ndcg, chosen=False))
         c = cells[-1]
         b.say(f"  {tname} {method} {c['cell']}: val {c['val_ndcg@10']:.4f} test {c['ndcg@10']:.4f} "
               f"({c['epochs_run']} epochs, {c['epoch_s']:.2f} s each)")
     for method in dict.fromkeys(c["method"] for c in cells):
-        max((c for c in cells if c["method"] == method), key=lambda c: c["val_ndcg@10"])["chosen"] = True
+        best = max(range(len(cells)), key=lambda i: (cells[i]["method"] == method, cells[i]["val_ndcg@10"]))
+        cells[best] |= {"chosen": True, "model_": models[best]}  # the model for a refresh; not written out
     return cells
 
 
 def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
-        carried: dict[str, list[dict[str, Any]]] | None = None) -> tuple[list, list, dict]:
+        carried: dict[str, list[dict[str, Any]]] | None = None, refresh: bool = False) -> tuple[list, list, dict]:
     """``carried``: teacher name -> the chosen cells of a stored search (``--cells-from``), trained on every seed
-    instead of searching; a row of the stored search's own seed gets the stored test NDCG@10 beside its own."""
+    instead of searching; a row of the stored search's own seed gets the stored test NDCG@10 beside its own.
+    ``refresh``: every chosen student also refreshed (the module docstring's second protocol)."""
     rows: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
@@ -206,12 +235,14 @@ def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
                 cells += found
                 chosen[name] = [c for c in found if c["chosen"]]
                 new = [dict(c) for c in chosen[name]]  # the first seed's runs of the chosen cells
+                for c in chosen[name]:
+                    c.pop("model_")  # later seeds train their own
             else:
                 new = []
                 for c in chosen[name]:
                     tm = b.student(spec, seed, teacher.model, mode, c["method"], c["settings"])
                     new.append(row(b, tm, teacher=tname, method=c["method"], cell=c["cell"], settings=c["settings"],
-                                   seed=seed, retention=tm.test["ndcg@10"] / t_ndcg))
+                                   seed=seed, retention=tm.test["ndcg@10"] / t_ndcg) | {"model_": tm.model})
                     if name in (carried or {}) and seed == c["seed"]:
                         new[-1]["stored_ndcg@10"] = c["ndcg@10"]
                     b.say(f"  {tname} {c['method']} ({c['cell']}): test ndcg@10 {tm.test['ndcg@10']:.4f}")
@@ -219,8 +250,37 @@ def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
                 r.pop("chosen", None)
                 r["model"] = f"mf{spec.dim} {r['method']}"
             info[tname]["student_params"] = new[0]["params"]
+            models = [r.pop("model_") for r in new]
             rows += sorted(new, key=lambda r: r["method"] != "plain")  # plain first, then METHODS' order
+            if refresh:
+                rows += refreshed(b, seed, name, tag, teacher, mode, new, models, info)
     return rows, cells, info
+
+
+def refreshed(b: Bench, seed: int, name: str, tag: str, teacher: Any, mode: str, new: list[dict[str, Any]],
+              models: list[Any], info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The refreshed protocol's rows of one seed and teacher: the teacher (the sasrec one as it is: it reads the
+    arrived items as context; the mf one refreshed plainly first), then each of ``new``'s students refreshed."""
+    tname = f"{name} teacher"
+    if name == "sasrec":
+        # row() checks its per-user mean on the advanced split against teacher.test, taken on the bench's split:
+        # the test context (training + validation items) is the same on both
+        t_model, t_row = teacher.model, row(b, teacher, b.advanced, method="teacher")
+    else:
+        cfg = RunConfig().with_seed(seed)
+        t_fresh = b.refresh(teacher.model, seed, None, mode, "plain",
+                            {"lr": cfg.student_train.lr, "weight_decay": cfg.student_train.weight_decay})
+        t_model, t_row = t_fresh.model, row(b, t_fresh, b.advanced, method="teacher")
+    t_ndcg = t_row["ndcg@10"]
+    out = [t_row | {"teacher": tname + REFRESHED, "model": f"teacher {tag}", "cell": "", "seed": seed}]
+    info[tname + REFRESHED] = info[tname] | {"protocol": "refreshed"}
+    for r, m in zip(new, models):
+        tm = b.refresh(m, seed, t_model, mode, r["method"], r["settings"])
+        out.append(row(b, tm, b.advanced, teacher=tname + REFRESHED, method=r["method"], cell=r["cell"],
+                       settings=r["settings"], seed=seed, retention=tm.test["ndcg@10"] / t_ndcg, model=r["model"]))
+        b.say(f"  {tname}{REFRESHED} {r['method']}: test ndcg@10 {tm.test['ndcg@10']:.4f} "
+              f"(as trained {r['ndcg@10']:.4f})")
+    return [out[0]] + sorted(out[1:], key=lambda r: r["method"] != "plain")
 
 
 def _users(rows: list[dict[str, Any]], tname: str, method: str) -> np.ndarray:
@@ -277,10 +337,12 @@ def targets(summary: list[dict[str, Any]], cells: list[dict[str, Any]], claimed:
             return
         by = {s["method"]: s for s in ms}
         best = max(ms, key=lambda s: s["ndcg@10"])
-        pick = max((c for c in cells if c["teacher"] == tname and c["chosen"] and c["method"] != "plain"),
+        searched = tname.removesuffix(REFRESHED)  # a refreshed group keeps the cells chosen as trained
+        pick = max((c for c in cells if c["teacher"] == searched and c["chosen"] and c["method"] != "plain"),
                    key=lambda c: c["val_ndcg@10"])["method"]
         ok = best[key] > target if strict else best[key] >= target
-        o = {"target": text, "best method (mean test)": best["method"], "value": best[key],
+        o = {"target": text, "protocol": "refreshed" if tname.endswith(REFRESHED) else "as trained",
+             "best method (mean test)": best["method"], "value": best[key],
              "met": verdict(ok) if claimed else f"not claimed (a {TARGET_DATASET} target)"}
         if key in ("gain", "retention"):  # the test set's noise in the figure (none for the lowest seed's gain)
             lo, hi = best[f"{key}_lo"], best[f"{key}_hi"]
@@ -289,12 +351,14 @@ def targets(summary: list[dict[str, Any]], cells: list[dict[str, Any]], claimed:
         out.append(o | {"validation's pick": pick, "its value": by[pick][key],
                         "logits (Hinton KD)": by["logits"][key]})
 
-    line("sasrec teacher", "sasrec teacher -> 1/10 MF: best method >= 90% of the teacher's NDCG@10 (retention)",
-         "retention", RETENTION_TARGET)
-    line("sasrec teacher", "... and above the tuned plain student on every seed (lowest-seed gain > 1)", "gain_min",
-         1.0, strict=True)
-    line("mf teacher", "mf teacher -> 1/10 MF: best method >= 1.05x the tuned plain student (mean gain)", "gain",
-         GAIN_TARGET)
+    for suffix in ("", REFRESHED):
+        line("sasrec teacher" + suffix,
+             "sasrec teacher -> 1/10 MF: best method >= 90% of the teacher's NDCG@10 (retention)", "retention",
+             RETENTION_TARGET)
+        line("sasrec teacher" + suffix, "... and above the tuned plain student on every seed (lowest-seed gain > 1)",
+             "gain_min", 1.0, strict=True)
+        line("mf teacher" + suffix, "mf teacher -> 1/10 MF: best method >= 1.05x the tuned plain student (mean gain)",
+             "gain", GAIN_TARGET)
     return out
 
 
@@ -367,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells-from", type=Path, default=None, metavar="JSON",
                    help="no search: train the cells a stored methods results file of this dataset chose, on every "
                         "seed (its search table is carried over into the new results)")
+    p.add_argument("--refresh", action="store_true",
+                   help="add the refreshed protocol: every chosen student fine-tuned on the arrived validation items")
     a = p.parse_args(argv)
     missing = [m for m in METHODS if m not in GRIDS]
     if missing:  # no method is left out: a new one needs its cells here first
@@ -383,8 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         n = stored["cells_per_method"]
     b = Bench(split_dataset(ds, RunConfig().split), s_train, a.quick)
     planned = len(teachers) * (7 * (n if stored is None else 1) + 7 * (len(seeds) - 1) + len(seeds))
+    if a.refresh:
+        planned += len(seeds) * (7 * len(teachers) + ("mf" in teachers))  # each student, and the mf teacher
     log(f"{ds.name}: {planned} trainings planned ({n} cells per method and plain, seeds {seeds}, teachers {teachers})")
-    rows, cells, info = run(b, teachers, seeds, n, carried)
+    rows, cells, info = run(b, teachers, seeds, n, carried, a.refresh)
     if stored is not None:
         cells = [c for c in stored["cells"] if c["teacher"] in {f"{t} teacher" for t in teachers}] + cells
     summary = summarise(rows)
@@ -393,7 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = (f"every method {n} cells of alpha x its main knob, the plain student {n} cells of learning rate x "
               f"weight decay (plain_ladder); each keeps its best validation NDCG@10 cell of seed {search_seed} for "
               f"every seed (seed {search_seed}'s rows are those cells' runs); students up to {s_train.epochs} "
-              f"epochs, patience {s_train.patience}; {b.trainings} trainings")
+              f"epochs, patience {s_train.patience}"
+              + (f"; refreshed protocol: each chosen student (and the mf teacher, plainly) fine-tuned "
+                 f"{REFRESH_EPOCHS} epochs on the split with the validation items arrived, the cells chosen as "
+                 f"trained" if a.refresh else "") + f"; {b.trainings} trainings")
     if stored is not None:
         m = stored["machine"]
         budget = (f"the cells searched by the run of {m.get('time')} at commit `{m.get('git_commit')}` "
@@ -407,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         log(md[-1])
     for tname, t in info.items():
         md += [table(f"1/{FRACTION} MF student ({t['student']}, {t['student_params']:,} params) from the "
-                     f"{t['teacher']} teacher ({t['teacher_params']:,}) on {ds.name}, mean of {len(seeds)} seed(s)",
+                     f"{t['teacher']} teacher ({t['teacher_params']:,}) on {ds.name}, mean of {len(seeds)} seed(s)"
+                     + (" — refreshed protocol" if t.get("protocol") == "refreshed" else " — as trained"),
                      [s for s in summary if s["teacher"] == tname],
                      ["model", "cell", "ndcg@10", "ndcg@10_std", "hr@10", "retention", "retention_95%", "gain",
                       "gain_95%", "gain_std", "gain_min", "above_plain_every_seed", "epoch_s", "epochs_run"]),
@@ -415,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         log(md[-1])
     md += [table("Test NDCG@10 per seed (gain over that seed's tuned plain student)", per_seed(rows, seeds)),
            table("Targets (issue 17)", tg)]
-    for tname in info:
+    for tname in (t for t in info if not t.endswith(REFRESHED)):
         md.append(table(f"Cells searched (seed {seeds[0]}, {tname}): validation and test NDCG@10",
                         [c | {"chosen": "yes" if c["chosen"] else ""} for c in cells if c["teacher"] == tname],
                         ["method", "cell", "val_ndcg@10", "ndcg@10", "best_epoch", "epochs_run", "epoch_s", "load_1m",
@@ -427,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         c.pop("users", None)
     result: dict[str, Any] = {"dataset": ds.summary(), "seeds": seeds, "quick": a.quick, "cells_per_method": n,
                               "budget": budget, "trainings": b.trainings, "teachers": info,
-                              "student_train": s_train, "grids": GRIDS, "cells": cells, "rows": rows,
+                              "student_train": s_train, "refresh": a.refresh,
+                              "refresh_epochs": REFRESH_EPOCHS if a.refresh else None, "grids": GRIDS, "cells": cells, "rows": rows,
                               "summary": summary, "targets": tg, "n_boot": N_BOOT, "per_user_ndcg@10": per_user,
                               "markdown": "\n".join(md)}
     # one file per dataset and set of teachers, so a run from one teacher does not replace the other's figures
