@@ -118,6 +118,12 @@ def methods(doc: dict[str, Any]) -> str:
                  "when its whole interval is on one side of it.")
     else:
         head += " (Stored before the bench kept per-user figures: no intervals.)"
+    if doc.get("refresh"):
+        head += (" Two test protocols: *as trained*, and *refreshed*: the validation interactions arrive and every "
+                 f"chosen student is fine-tuned on them for {doc['refresh_epochs']} epochs (`refresh_student`: soft "
+                 "labels recomputed, the plain student on the new hard labels; the mf teacher refreshed plainly "
+                 "first), so every model knows the same interactions when it ranks the test item; the cells stay "
+                 "those chosen as trained.")
     return head + "\n" + doc["markdown"]
 
 
