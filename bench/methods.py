@@ -407,6 +407,18 @@ def carry(path: Path, ds: Any, teachers: list[str], s_train: Any) -> tuple[dict[
     return stored, out
 
 
+def searched(stored: dict[str, Any], path: Path) -> str:
+    """Where a stored run's cells were searched, in words: that run itself, or, when it too was a ``--cells-from``
+    run, the search it carried (its ``searched_by``; files of stop 29 have it only as their budget line's head)."""
+    if stored.get("searched_by"):
+        return stored["searched_by"]
+    if stored.get("args", {}).get("cells_from"):
+        return stored["budget"].removeprefix("the cells searched by ").split(", where ")[0]
+    m = stored["machine"]
+    return (f"the run of {m.get('time')} at commit `{m.get('git_commit')}` ({path.name}, {stored['trainings']} "
+            f"trainings; its search table below)")
+
+
 def reproduced(rows: list[dict[str, Any]], stored_cpu: str | None, cpu: str | None) -> str:
     """The retrained rows of the stored search's seed against that search's own test NDCG@10."""
     rs = [r for r in rows if "stored_ndcg@10" in r]
@@ -458,20 +470,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     tg = targets(summary, cells, ds.name == TARGET_DATASET and not a.quick)
     search_seed = cells[0]["seed"] if cells else seeds[0]
+    where = f"seed {search_seed}'s rows " + ("retrained here" if stored else "are those cells' runs")
     budget = (f"every method {n} cells of alpha x its main knob, the plain student {n} cells of learning rate x "
               f"weight decay (plain_ladder); each keeps its best validation NDCG@10 cell of seed {search_seed} for "
-              f"every seed (seed {search_seed}'s rows are those cells' runs); students up to {s_train.epochs} "
-              f"epochs, patience {s_train.patience}"
+              f"every seed ({where}); students up to {s_train.epochs} epochs, patience {s_train.patience}"
               + (f"; refreshed protocol: each chosen student (and the mf teacher, plainly) fine-tuned "
                  f"{REFRESH_EPOCHS} epochs on the split with the validation items arrived, the cells chosen as "
-                 f"trained" if a.refresh else "") + f"; {b.trainings} trainings")
-    if stored is not None:
-        m = stored["machine"]
-        budget = (f"the cells searched by the run of {m.get('time')} at commit `{m.get('git_commit')}` "
-                  f"({a.cells_from.name}, {stored['trainings']} trainings; its search table below), where "
-                  + budget.replace(f"(seed {search_seed}'s rows are those cells' runs)",
-                                   f"(seed {search_seed}'s rows retrained here)")
-                  .replace(f"; {b.trainings} trainings", f"; {b.trainings} trainings in this run"))
+                 f"trained" if a.refresh else "") + f"; {b.trainings} trainings" + (" in this run" if stored else ""))
+    searched_by = searched(stored, a.cells_from) if stored is not None else None
+    if searched_by:
+        budget = f"the cells searched by {searched_by}, where " + budget
     md = [f"\nBudget: {budget}.\n"]
     if stored is not None:
         md.append(reproduced(rows, stored["machine"].get("cpu"), machine_info.get("cpu")) + "\n")
@@ -498,9 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     for c in cells:
         c.pop("users", None)
     result: dict[str, Any] = {"dataset": ds.summary(), "seeds": seeds, "quick": a.quick, "cells_per_method": n,
-                              "budget": budget, "trainings": b.trainings, "teachers": info,
-                              "student_train": s_train, "refresh": a.refresh,
-                              "refresh_epochs": REFRESH_EPOCHS if a.refresh else None, "grids": GRIDS, "cells": cells, "rows": rows,
+                              "budget": budget, "searched_by": searched_by, "trainings": b.trainings,
+                              "teachers": info, "student_train": s_train, "refresh": a.refresh,
+                              "refresh_epochs": REFRESH_EPOCHS if a.refresh else None, "grids": GRIDS,
+                              "cells": cells, "rows": rows,
                               "summary": summary, "targets": tg, "n_boot": N_BOOT, "per_user_ndcg@10": per_user,
                               "markdown": "\n".join(md)}
     # one file per dataset and set of teachers, so a run from one teacher does not replace the other's figures

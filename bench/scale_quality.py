@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     per_user = {f"{r['model']} | seed {r['seed']}": np.round(r.pop("users"), 6).tolist() for r in rows}
     name = "scale_quality" + (f"-{ds.name}" if a.data else "")
     write_json(name, a, {"dataset": ds.name, "seeds": seeds, "quick": a.quick, "negatives": NEGATIVES,
-                         "stress_negatives": STRESS_NEGATIVES, "top_k": TOP_K, "rows": rows, "summary": summ, "n_boot": N_BOOT,
-                         "per_user_ndcg@10": per_user, "markdown": md}, started)
+                         "stress_negatives": STRESS_NEGATIVES, "top_k": TOP_K, "rows": rows, "summary": summ,
+                         "n_boot": N_BOOT, "per_user_ndcg@10": per_user, "markdown": md}, started)
     return 0
 
 
