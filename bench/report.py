@@ -123,7 +123,10 @@ def methods(doc: dict[str, Any]) -> str:
                  f"chosen student is fine-tuned on them for {doc['refresh_epochs']} epochs (`refresh_student`: soft "
                  "labels recomputed, the plain student on the new hard labels; the mf teacher refreshed plainly "
                  "first), so every model knows the same interactions when it ranks the test item; the cells stay "
-                 "those chosen as trained.")
+                 "those chosen as trained. The refreshed rows are transductive (each recomputed soft label is the "
+                 "teacher's forecast for the very position then scored, so a distilled student imitates the "
+                 "teacher's answer to the test query): what a deployed, refreshed student serves, printed and not "
+                 "judged; the targets are judged as trained.")
     return head + "\n" + doc["markdown"]
 
 
