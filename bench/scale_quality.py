@@ -45,11 +45,11 @@ NEGATIVES = TrainConfig().negatives  # the product's default: what the target is
 STRESS_NEGATIVES = 256  # a smaller share of these catalogues, reported beside the defaults
 TOP_K = catalogue.DEFAULT_TOP_K
 TARGET = 0.95  # within 5% of full
-# (base, variant, judged): each variant's ratio is taken to its base on the same seed
-PAIRS = (("teacher, full", f"teacher, sampled {NEGATIVES} (default)", True),
-         ("teacher, full", f"teacher, sampled {STRESS_NEGATIVES}", False),
-         ("student, full KD", f"student, top-K KD {NEGATIVES}/{TOP_K} (default)", True),
-         ("student, full KD", f"student, top-K KD {STRESS_NEGATIVES}/{TOP_K}", False))
+# (base, variant, its negatives, judged): each variant's ratio is taken to its base on the same seed
+PAIRS = (("teacher, full", f"teacher, sampled {NEGATIVES} (default)", NEGATIVES, True),
+         ("teacher, full", f"teacher, sampled {STRESS_NEGATIVES}", STRESS_NEGATIVES, False),
+         ("student, full KD", f"student, top-K KD {NEGATIVES}/{TOP_K} (default)", NEGATIVES, True),
+         ("student, full KD", f"student, top-K KD {STRESS_NEGATIVES}/{TOP_K}", STRESS_NEGATIVES, False))
 
 
 def coverage(counts: np.ndarray, s: int, beta: float) -> float:
@@ -86,16 +86,14 @@ def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
         return tm
 
     full = add("teacher, full", train_model(split, t_spec, replace(t_train, loss="full")))
-    for _, name, _ in PAIRS[:2]:
-        s = NEGATIVES if name.endswith("(default)") else STRESS_NEGATIVES
+    for _, name, s, _ in PAIRS[:2]:
         add(name, train_model(split, t_spec, replace(t_train, loss="sampled", negatives=s)))
     s_spec = ModelSpec("mf", mf_dim_for(0.1 * full.model.n_params(), split))
     kd = cfg.distill
     add("student, full KD", train_model(split, s_spec, replace(s_train, loss="full"), role="student_kd",
                                         teacher=full, distill=replace(kd, soft_top_k=split.n_items)))
     # each path at the product's default lr for it (catalogue.student_lr: 2e-2 sampled, 5e-3 full)
-    for _, name, _ in PAIRS[2:]:
-        s = NEGATIVES if name.endswith("(default)") else STRESS_NEGATIVES
+    for _, name, s, _ in PAIRS[2:]:
         sampled = replace(s_train, loss="sampled", negatives=s, lr=catalogue.student_lr("sampled", split.n_items))
         add(name, train_model(split, s_spec, sampled, role="student_kd", teacher=full,
                               distill=replace(kd, soft_top_k=TOP_K)))
@@ -105,7 +103,7 @@ def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
 def summary(rows: list[dict[str, Any]], counts: np.ndarray, beta: float) -> list[dict[str, Any]]:
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
-        base, judge = next(((b, j) for b, v, j in PAIRS if v == name), (None, False))
+        base, negatives, judge = next(((b, n, j) for b, v, n, j in PAIRS if v == name), (None, 0, False))
         v = [r["ndcg@10"] for r in rows if r["model"] == name]
         s = [r["train_seconds"] for r in rows if r["model"] == name]
         t95 = [r["seconds_to_95%_of_best_val"] for r in rows if r["model"] == name]
@@ -120,7 +118,6 @@ def summary(rows: list[dict[str, Any]], counts: np.ndarray, beta: float) -> list
         by_seed = lambda n: np.stack([r["users"] for r in sorted(  # noqa: E731
             (r for r in rows if r["model"] == n), key=lambda r: r["seed"])])
         b = bootstrap_mean_ratio(by_seed(name), by_seed(base), N_BOOT, seed=0, at_least=TARGET)
-        negatives = NEGATIVES if name.endswith("(default)") else STRESS_NEGATIVES
         o |= {"ratio to full, mean": float(np.mean(ratio)), "ratio to full, lowest seed": float(np.min(ratio)),
               "ratio 95%": bounds(b.lo, b.hi), "ratio_lo": b.lo, "ratio_hi": b.hi, "draws at 0.95": b.share_at_least,
               "negatives": negatives, "catalogue share drawn": coverage(counts, negatives, beta),
