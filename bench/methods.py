@@ -195,8 +195,9 @@ class Bench:
 
 
 def search(b: Bench, tname: str, spec: ModelSpec, teacher: Any, mode: str, n: int, seed: int,
-           t_ndcg: float) -> list[dict[str, Any]]:
-    """The first seed's cells: N per method and N plain; the best validation cell of each is marked chosen."""
+           t_ndcg: float) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The first seed's cells: N per method and N plain; the best validation cell of each is marked chosen.
+    Returns the cells and, in the same order, their trained models (a refresh fine-tunes the chosen ones)."""
     plan = [(m, kd_settings(m, v, a)) for m in METHODS for v, a in ladder(n, GRIDS[m][1], GRIDS[m][2])]
     plan += [("plain", {"lr": lr, "weight_decay": wd}) for lr, wd in plain_ladder(n, b.s_train.lr,
                                                                                   b.s_train.weight_decay)]
@@ -210,9 +211,8 @@ def search(b: Bench, tname: str, spec: ModelSpec, teacher: Any, mode: str, n: in
         b.say(f"  {tname} {method} {c['cell']}: val {c['val_ndcg@10']:.4f} test {c['ndcg@10']:.4f} "
               f"({c['epochs_run']} epochs, {c['epoch_s']:.2f} s each)")
     for method in dict.fromkeys(c["method"] for c in cells):
-        best = max(range(len(cells)), key=lambda i: (cells[i]["method"] == method, cells[i]["val_ndcg@10"]))
-        cells[best] |= {"chosen": True, "model_": models[best]}  # the model for a refresh; not written out
-    return cells
+        max((c for c in cells if c["method"] == method), key=lambda c: c["val_ndcg@10"])["chosen"] = True
+    return cells, models
 
 
 def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
@@ -236,18 +236,18 @@ def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
             info[tname] = {"teacher": tag, "teacher_params": t_params, "student": f"mf{spec.dim}",
                            "student_params": None, "soft_labels": mode}
             if name not in chosen:
-                found = search(b, tname, spec, teacher.model, mode, n, seed, t_ndcg)
+                found, found_models = search(b, tname, spec, teacher.model, mode, n, seed, t_ndcg)
                 cells += found
                 chosen[name] = [c for c in found if c["chosen"]]
                 new = [dict(c) for c in chosen[name]]  # the first seed's runs of the chosen cells
-                for c in chosen[name]:
-                    c.pop("model_")  # later seeds train their own
+                models = [m for c, m in zip(found, found_models) if c["chosen"]]
             else:
-                new = []
+                new, models = [], []
                 for c in chosen[name]:
                     tm = b.student(spec, seed, teacher.model, mode, c["method"], c["settings"])
+                    models.append(tm.model)
                     new.append(row(b, tm, teacher=tname, method=c["method"], cell=c["cell"], settings=c["settings"],
-                                   seed=seed, retention=tm.test["ndcg@10"] / t_ndcg) | {"model_": tm.model})
+                                   seed=seed, retention=tm.test["ndcg@10"] / t_ndcg))
                     if name in (carried or {}) and seed == c["seed"]:
                         new[-1]["stored_ndcg@10"] = c["ndcg@10"]
                     b.say(f"  {tname} {c['method']} ({c['cell']}): test ndcg@10 {tm.test['ndcg@10']:.4f}")
@@ -255,7 +255,6 @@ def run(b: Bench, teachers: list[str], seeds: list[int], n: int,
                 r.pop("chosen", None)
                 r["model"] = f"mf{spec.dim} {r['method']}"
             info[tname]["student_params"] = new[0]["params"]
-            models = [r.pop("model_") for r in new]
             rows += sorted(new, key=lambda r: r["method"] != "plain")  # plain first, then METHODS' order
             if refresh:
                 rows += refreshed(b, seed, name, tag, teacher, mode, new, models, info)
@@ -271,10 +270,8 @@ def refreshed(b: Bench, seed: int, name: str, tag: str, teacher: Any, mode: str,
         # row() checks its per-user mean on the advanced split against teacher.test, taken on the bench's split:
         # the test context (training + validation items) is the same on both
         t_model, t_row = teacher.model, row(b, teacher, b.advanced, method="teacher")
-    else:
-        cfg = RunConfig().with_seed(seed)
-        t_fresh = b.refresh(teacher.model, seed, None, mode, "plain",
-                            {"lr": cfg.student_train.lr, "weight_decay": cfg.student_train.weight_decay})
+    else:  # MF_TEACHER trains as the students do (Bench.teacher): refreshed at their default lr and weight decay
+        t_fresh = b.refresh(teacher.model, seed, None, mode, "plain", {})
         t_model, t_row = t_fresh.model, row(b, t_fresh, b.advanced, method="teacher")
     t_ndcg = t_row["ndcg@10"]
     out = [t_row | {"teacher": tname + REFRESHED, "model": f"teacher {tag}", "cell": "", "seed": seed}]
