@@ -4,6 +4,8 @@ student, on catalogues small enough for both (issue 16).
     .venv/bin/python bench/scale_quality.py                      # the sample, 3 seeds
     .venv/bin/python bench/scale_quality.py --data /tmp/ml-100k  # any dataset the loaders read
     .venv/bin/python bench/scale_quality.py --quick              # 1 seed, few epochs: a smoke run
+    .venv/bin/python bench/scale_quality.py --data /tmp/ml-100k --teachers-only --seeds 3,4,5,6,7,8,9 \
+        --with bench/results/scale_quality-ml-100k.json          # more seeds of the judged teacher pair
 
 Per seed, with the default models and protocol (sasrec teacher dim 64, 2 layers, max_len 50; the largest MF
 within 1/10 of its parameters; alpha 0.25, T 1, lagged selection, early stopping on validation NDCG@10):
@@ -25,10 +27,19 @@ and the lowest seed, and the mean's paired bootstrap 95% interval over the test 
 (``gains.bootstrap_mean_ratio``, the same users for every seed and model in a draw: the test set's noise alone)
 with whether it resolves the 0.95 target. Writes ``bench/results/scale_quality[-NAME].json`` (with every model's
 per-user test NDCG@10).
+
+``--teachers-only`` trains the judged teacher pair alone (full, and sampled at the defaults), and ``--with FILE``
+adds an earlier run's rows of those models on the same dataset (other seeds; their per-user NDCG@10 from the file)
+to the summary, so a target the stored seeds cannot resolve can be measured on more seeds without retraining
+them. The file's commit is recorded, with whether ``distill_core`` changed since (``git diff``). Writes
+``scale_quality[-NAME]-teachers.json``.
 """
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +71,7 @@ def coverage(counts: np.ndarray, s: int, beta: float) -> float:
     return float(np.sum(1.0 - (1.0 - q) ** s) / len(q))
 
 
-def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
+def one_seed(ds: Any, seed: int, quick: bool, teachers_only: bool = False) -> list[dict[str, Any]]:
     cfg = RunConfig().with_seed(seed)
     split = split_dataset(ds, cfg.split)
     t_spec = replace(cfg.teacher, max_len=50)
@@ -86,8 +97,10 @@ def one_seed(ds: Any, seed: int, quick: bool) -> list[dict[str, Any]]:
         return tm
 
     full = add("teacher, full", train_model(split, t_spec, replace(t_train, loss="full")))
-    for _, name, s, _ in PAIRS[:2]:
+    for _, name, s, _ in PAIRS[:1 if teachers_only else 2]:
         add(name, train_model(split, t_spec, replace(t_train, loss="sampled", negatives=s)))
+    if teachers_only:
+        return rows
     s_spec = ModelSpec("mf", mf_dim_for(0.1 * full.model.n_params(), split))
     kd = cfg.distill
     add("student, full KD", train_model(split, s_spec, replace(s_train, loss="full"), role="student_kd",
@@ -127,22 +140,56 @@ def summary(rows: list[dict[str, Any]], counts: np.ndarray, beta: float) -> list
     return out
 
 
+def stored_rows(path: str, dataset: str, models: set[str], seeds: list[int]) -> tuple[list[dict[str, Any]], dict]:
+    """The rows of ``models`` in an earlier scale_quality result on ``dataset``, each with its per-user NDCG@10,
+    and where they came from. Refuses another dataset, other negatives or a seed this run trains too."""
+    doc = json.loads(Path(path).read_text())
+    if doc.get("dataset") != dataset or doc.get("negatives") != NEGATIVES or doc.get("quick"):
+        raise SystemExit(f"--with {path}: it is {doc.get('dataset')!r} at {doc.get('negatives')} negatives"
+                         f"{' (quick)' if doc.get('quick') else ''}, this run {dataset!r} at {NEGATIVES}")
+    rows = [dict(r, users=np.asarray(doc["per_user_ndcg@10"][f"{r['model']} | seed {r['seed']}"]), stored=True)
+            for r in doc["rows"] if r["model"] in models]
+    for r in rows:  # the per-user figures (stored to 6 decimals) must still give the row's mean
+        if abs(r["users"].mean() - r["ndcg@10"]) > 1e-5:
+            raise SystemExit(f"--with {path}: {r['model']} seed {r['seed']}: per-user mean {r['users'].mean():.6f} "
+                             f"is not its NDCG@10 {r['ndcg@10']:.6f}")
+    if overlap := sorted({r["seed"] for r in rows} & set(seeds)):
+        raise SystemExit(f"--with {path}: seeds {overlap} are in both; pass other --seeds")
+    commit = doc["machine"].get("git_commit", "")
+    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", "distill_core"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True)
+    return rows, {"file": path, "git_commit": commit, "seeds": sorted({r["seed"] for r in rows}),
+                  "engine_unchanged_since": diff.returncode == 0 if commit else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = dataset_parser(__doc__.split("\n")[0])
+    p.add_argument("--teachers-only", action="store_true", help="train the judged teacher pair only")
+    p.add_argument("--with", dest="with_file", help="an earlier result on the same dataset: add its rows")
     a = p.parse_args(argv)
     started = start(a)
     ds, seeds = dataset_and_seeds(a)
-    rows = [r for seed in seeds for r in one_seed(ds, seed, a.quick)]
+    models = {"teacher, full", PAIRS[0][1]} | (set() if a.teachers_only else {"student, full KD"} | {
+        v for _, v, _, _ in PAIRS})
+    old, stored = stored_rows(a.with_file, ds.name, models, seeds) if a.with_file else ([], None)
+    rows = [r for seed in seeds for r in one_seed(ds, seed, a.quick, a.teachers_only)]
+    if stored:  # the stored seeds first, each seed's rows in training order
+        rows = sorted(old + rows, key=lambda r: r["seed"])
+        seeds = sorted({r["seed"] for r in rows})
     split = split_dataset(ds, RunConfig().split)
     summ = summary(rows, np.bincount(split.train_items, minlength=split.n_items), TrainConfig().negative_beta)
-    md = table(f"Large-catalogue path vs full on {ds.name} ({len(seeds)} seeds)", summ,
+    title = f"Large-catalogue path vs full on {ds.name} ({len(seeds)} seeds"
+    title += f": {len(stored['seeds'])} stored, {len(seeds) - len(stored['seeds'])} new)" if stored else ")"
+    md = table(title, summ,
                ["model", "ndcg@10 mean", "ndcg@10 std", "ratio to full, mean", "ratio 95%", "draws at 0.95",
                 "resolved", "target", "ratio to full, lowest seed", "catalogue share drawn", "train s mean",
                 "s to 95% of best val, mean", "stopped"])
     per_user = {f"{r['model']} | seed {r['seed']}": np.round(r.pop("users"), 6).tolist() for r in rows}
-    name = "scale_quality" + (f"-{ds.name}" if a.data else "")
+    name = "scale_quality" + (f"-{ds.name}" if a.data else "") + ("-teachers" if a.teachers_only else "")
     write_json(name, a, {"dataset": ds.name, "seeds": seeds, "quick": a.quick, "negatives": NEGATIVES,
-                         "stress_negatives": STRESS_NEGATIVES, "top_k": TOP_K, "rows": rows, "summary": summ,
+                         "teachers_only": a.teachers_only, "stored": stored,
+                         "stress_negatives": None if a.teachers_only else STRESS_NEGATIVES, "top_k": TOP_K,
+                         "rows": rows, "summary": summ,
                          "n_boot": N_BOOT, "per_user_ndcg@10": per_user, "markdown": md}, started)
     return 0
 
