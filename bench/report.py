@@ -157,7 +157,24 @@ def scale(doc: dict[str, Any]) -> str:
     return head + "\n" + doc["markdown"]
 
 
+def _engine_since(stored: dict[str, Any]) -> str:
+    n = stored.get("engine_code_lines_changed_since")
+    return ("`distill_core` not compared" if n is None else "no code line of `distill_core` changed since"
+            if n == 0 else f"{n} code lines of `distill_core` CHANGED since")
+
+
 def scale_quality(doc: dict[str, Any]) -> str:
+    if doc.get("teachers_only"):
+        st = doc.get("stored") or {}
+        new = [s for s in doc["seeds"] if s not in st.get("seeds", [])]
+        head = (f"The judged teacher pair alone (issue #16): the full-softmax teacher against the sampled one at "
+                f"the shipped {doc['negatives']} negatives, on more seeds than the run above can afford"
+                + (f": seeds {', '.join(map(str, st['seeds']))} are that run's rows ({st['git_commit']}; per-user "
+                   f"NDCG@10 from its file; {_engine_since(st)}), seeds "
+                   f"{', '.join(map(str, new))} trained here" if st else "")
+                + ". The seed count was fixed before these seeds were trained. Ratio, interval and *resolved* as "
+                  "above, over all the seeds.")
+        return head + "\n" + doc["markdown"]
     stress = doc.get("stress_negatives")
     head = (f"Where both fit, does the large-catalogue path cost quality (issue #16)? The sampled teacher uses "
             f"{doc['negatives']} negatives per batch; the top-K student the sampled softmax with as many and the "

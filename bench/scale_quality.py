@@ -31,7 +31,8 @@ per-user test NDCG@10).
 ``--teachers-only`` trains the judged teacher pair alone (full, and sampled at the defaults), and ``--with FILE``
 adds an earlier run's rows of those models on the same dataset (other seeds; their per-user NDCG@10 from the file)
 to the summary, so a target the stored seeds cannot resolve can be measured on more seeds without retraining
-them. The file's commit is recorded, with whether ``distill_core`` changed since (``git diff``). Writes
+them. The file's commit is recorded, with how many code lines of ``distill_core`` changed since (``git diff``,
+comments and blank lines not counted). Writes
 ``scale_quality[-NAME]-teachers.json``.
 """
 from __future__ import annotations
@@ -156,10 +157,16 @@ def stored_rows(path: str, dataset: str, models: set[str], seeds: list[int]) -> 
     if overlap := sorted({r["seed"] for r in rows} & set(seeds)):
         raise SystemExit(f"--with {path}: seeds {overlap} are in both; pass other --seeds")
     commit = doc["machine"].get("git_commit", "")
-    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", "distill_core"],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True)
     return rows, {"file": path, "git_commit": commit, "seeds": sorted({r["seed"] for r in rows}),
-                  "engine_unchanged_since": diff.returncode == 0 if commit else None}
+                  "engine_code_lines_changed_since": engine_changes(commit) if commit else None}
+
+
+def engine_changes(commit: str) -> int:
+    """How many lines of ``distill_core`` other than comments and blank lines changed from ``commit`` to HEAD."""
+    diff = subprocess.run(["git", "diff", "-U0", commit, "HEAD", "--", "distill_core"], check=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True).stdout
+    return sum(1 for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+               and line[1:].strip() and not line[1:].lstrip().startswith("#"))
 
 
 def main(argv: list[str] | None = None) -> int:
