@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # bench/scale.py: at 7,284 items a sampled epoch is already faster than a full one (teacher 1.4 vs 1.8 s, KD
 # student 0.56 vs 2.2 s); below about 5,000 items the full softmax costs little and is exact. Quality is not the
 # reason for the threshold: the sampled teacher reached 0.98 of the full one on the sample at the default 1,024
-# negatives and 0.94 at 256, but 0.945 and 1.02 on ml-100k (bench/scale_quality.py, BENCHMARKS.md): within about
-# 5% either way, and no setting of the knob is best on both, so small catalogues keep the exact softmax.
+# negatives and 0.94 at 256, but 0.945 (0.963 over 10 seeds) and 1.02 on ml-100k (bench/scale_quality.py,
+# BENCHMARKS.md): within about 5% either way, and no setting of the knob is best on both, so small catalogues keep
+# the exact softmax.
 FULL_MAX_ITEMS = 5_000
 DEFAULT_TOP_K = 128
 # The students' default learning rate on the sampled path (TrainConfig.lr, 5e-3, on the full one). An item's
