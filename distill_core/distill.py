@@ -206,14 +206,15 @@ def train_model(split: Split, spec: ModelSpec, train: TrainConfig, *, role: str 
 
 class _After:
     """Callback wrapper for the refit of a lagged selection: its epochs continue the selection's numbering
-    (``done + 1 ..``, of ``total``), so live progress and stored curves read as one run."""
+    (``done + 1 ..``, of ``total``), so live progress and stored curves read as one run; its ``train_start``
+    says ``refit: True`` (the same model's second fit, not the next model)."""
 
     def __init__(self, cb: Callback, done: int, total: int) -> None:
         self.cb, self.done, self.total = cb, done, total
 
     def on_event(self, name: str, payload: dict[str, Any]) -> None:
         if name == "train_start":
-            payload = payload | {"epochs": self.total}
+            payload = payload | {"epochs": self.total, "refit": True}
         elif name == "step_end":
             payload = payload | {"epoch": payload["epoch"] + self.done}
         elif name == "epoch_end":

@@ -84,6 +84,12 @@ def test_cli_run_writes_the_report(tiny_dir, tmp_path):
     assert rep["student_kd"]["selection"] == "lagged" and rep["student_kd"]["soft_labels"] == "current"
     assert rep["config"]["distill"]["selection"] == "auto" and rep["teacher"]["selection"] is None
     assert "(lagged selection)" in p.stderr
+    # one line per phase, in order: the lagged selection's second fit is the distilled student's, not the next
+    # model's (it was announced as "training the plain student", so the plain student was announced twice)
+    phases = [line.split(" (")[0] for line in p.stderr.splitlines() if line.startswith(("training the", "refit"))]
+    assert phases == ["training the teacher", "training the distilled student",
+                      "refitting the distilled student on the current soft labels to the selected epoch",
+                      "training the plain student"], p.stderr
 
 
 def test_cli_bad_input_exits_2(tmp_path):

@@ -72,7 +72,10 @@ class _Phase:
         self.n = 0
 
     def on_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name == "train_start":
+        if name == "train_start" and payload.get("refit"):  # a lagged selection's second fit of the same model
+            print(f"refitting the distilled student on the current soft labels to the selected epoch "
+                  f"({payload['examples']} examples)", file=sys.stderr, flush=True)
+        elif name == "train_start":
             self.n += 1
             label = ("teacher", "distilled student", "plain student")[min(self.n, 3) - 1]
             print(f"training the {label} ({payload['examples']} examples)", file=sys.stderr, flush=True)
