@@ -32,8 +32,7 @@ per-user test NDCG@10).
 adds an earlier run's rows of those models on the same dataset (other seeds; their per-user NDCG@10 from the file)
 to the summary, so a target the stored seeds cannot resolve can be measured on more seeds without retraining
 them. The file's commit is recorded, with how many code lines of ``distill_core`` changed since (``git diff``,
-comments and blank lines not counted). Writes
-``scale_quality[-NAME]-teachers.json``.
+comments and blank lines not counted). Writes ``scale_quality[-NAME]-teachers.json``.
 """
 from __future__ import annotations
 
