@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import bounds, judged, start, table, write_json
+from _common import ROOT, bounds, judged, start, table, write_json
 from distill_core import ModelSpec, RunConfig, TrainConfig, catalogue, split_dataset, train_model
 from distill_core.diversity import diversity_space
 from distill_core.gains import bootstrap_mean_ratio
@@ -143,19 +143,22 @@ def summary(rows: list[dict[str, Any]], counts: np.ndarray, beta: float) -> list
 def stored_rows(path: str, dataset: str, models: set[str], seeds: list[int]) -> tuple[list[dict[str, Any]], dict]:
     """The rows of ``models`` in an earlier scale_quality result on ``dataset``, each with its per-user NDCG@10,
     and where they came from. Refuses another dataset, other negatives or a seed this run trains too."""
-    doc = json.loads(Path(path).read_text())
+    try:
+        doc = json.loads(Path(path).read_text())
+        by_user, old_rows, commit = doc["per_user_ndcg@10"], doc["rows"], doc["machine"].get("git_commit", "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"--with {path}: not a results file of bench/scale_quality.py ({e!r})") from e
     if doc.get("dataset") != dataset or doc.get("negatives") != NEGATIVES or doc.get("quick"):
         raise SystemExit(f"--with {path}: it is {doc.get('dataset')!r} at {doc.get('negatives')} negatives"
                          f"{' (quick)' if doc.get('quick') else ''}, this run {dataset!r} at {NEGATIVES}")
-    rows = [dict(r, users=np.asarray(doc["per_user_ndcg@10"][f"{r['model']} | seed {r['seed']}"]), stored=True)
-            for r in doc["rows"] if r["model"] in models]
+    rows = [dict(r, users=np.asarray(by_user[f"{r['model']} | seed {r['seed']}"]), stored=True)
+            for r in old_rows if r["model"] in models]
     for r in rows:  # the per-user figures (stored to 6 decimals) must still give the row's mean
         if abs(r["users"].mean() - r["ndcg@10"]) > 1e-5:
             raise SystemExit(f"--with {path}: {r['model']} seed {r['seed']}: per-user mean {r['users'].mean():.6f} "
                              f"is not its NDCG@10 {r['ndcg@10']:.6f}")
     if overlap := sorted({r["seed"] for r in rows} & set(seeds)):
         raise SystemExit(f"--with {path}: seeds {overlap} are in both; pass other --seeds")
-    commit = doc["machine"].get("git_commit", "")
     return rows, {"file": path, "git_commit": commit, "seeds": sorted({r["seed"] for r in rows}),
                   "engine_code_lines_changed_since": engine_changes(commit) if commit else None}
 
@@ -163,7 +166,7 @@ def stored_rows(path: str, dataset: str, models: set[str], seeds: list[int]) -> 
 def engine_changes(commit: str) -> int:
     """How many lines of ``distill_core`` other than comments and blank lines changed from ``commit`` to HEAD."""
     diff = subprocess.run(["git", "diff", "-U0", commit, "HEAD", "--", "distill_core"], check=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True).stdout
+                          cwd=ROOT, capture_output=True).stdout
     return sum(1 for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
                and line[1:].strip() and not line[1:].lstrip().startswith("#"))
 
