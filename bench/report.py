@@ -157,6 +157,16 @@ def scale(doc: dict[str, Any]) -> str:
     return head + "\n" + doc["markdown"]
 
 
+def sampled_step(doc: dict[str, Any]) -> str:
+    head = ("The sampled path's step with the engine's fused masked log-sum-exp (`sampled.masked_logsumexp`) against "
+            "the torch composition it replaced, side by side (issue #16): each model's step on the 55k run's dataset "
+            "as the Data page times it (`estimate.timed`; the distilled student on stand-in top-K labels), median of "
+            "the steps of each round, rounds interleaved. *seconds_saved_there*: the difference times the steps the "
+            "stored `scale_run` took (its epochs run x steps per epoch)."
+            + (" Quick run: a check of the script, not the measurement." if doc.get("quick") else ""))
+    return head + "\n" + doc["markdown"]
+
+
 def _engine_since(stored: dict[str, Any]) -> str:
     n = stored.get("engine_code_lines_changed_since")
     return ("`distill_core` not compared" if n is None else "no code line of `distill_core` changed since"
@@ -243,6 +253,8 @@ SECTIONS = [("fair", "Fair protocol: same tuning budget, honest selection, even 
             ("scale", "Large catalogues: cost by catalogue size (`bench/scale.py`)", scale),
             ("scale_quality", "Large catalogues: sampled and top-K vs full (`bench/scale_quality.py`)", scale_quality),
             ("scale_run", "Large catalogues: the 55,000-item run end to end (`bench/scale_run.py`)", scale_run),
+            ("sampled_step", "Large catalogues: the sampled step, fused vs composed (`bench/sampled_step.py`)",
+             sampled_step),
             ("speed", "Engine speed (`bench/speed.py`)", speed),
             ("inference", "Inference speed (`bench/inference.py`)", inference),
             ("live", "Live-update overhead (`bench/live.py`)", live),

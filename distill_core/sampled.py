@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from distill_core.models.base import Batch
 
@@ -79,9 +80,60 @@ def sampled_ce(b: Batch, neg: Negatives, neg_logits: torch.Tensor | None = None)
 
     ``neg_logits (n, S)``: the raw logits at the negatives when the caller already has them."""
     pos = b.target_logits()  # (n,)
-    logits = (b.logits_at(neg.items) if neg_logits is None else neg_logits) - neg.log_expected  # (n, S)
-    logits = torch.where(neg.items.unsqueeze(0) == b.targets.unsqueeze(1), NEG_INF, logits)  # accidental hits
-    return (torch.logsumexp(torch.cat([pos.unsqueeze(1), logits], 1), 1) - pos).mean()
+    s = b.logits_at(neg.items) if neg_logits is None else neg_logits  # (n, S)
+    hits = neg.items.unsqueeze(0) == b.targets.unsqueeze(1)  # accidental hits
+    return (masked_logsumexp(s, 1.0, neg.log_expected, hits, pos) - pos).mean()
+
+
+class _MaskedLSE(torch.autograd.Function):
+    """``masked_logsumexp`` in one pass over ``(n, S)`` each way (the formula is in its docstring)."""
+
+    @staticmethod
+    def forward(ctx, s, scale, shift, mask, extra):  # type: ignore[override]
+        x = s * scale if scale != 1.0 else s.clone()
+        x = x.sub_(shift) if x.dtype == torch.promote_types(x.dtype, shift.dtype) else x - shift
+        x.masked_fill_(mask, NEG_INF)
+        m = x.amax(1)
+        if extra is not None:
+            m = torch.maximum(m, extra.to(m.dtype))
+        empty = torch.isinf(m)  # every term masked (no extra): the row's sum is 0, its log -inf
+        m = torch.where(empty, 0.0, m)
+        p = x.sub_(m.unsqueeze(1)).exp_()  # in place: the only (n, S) tensor this function makes
+        z = p.sum(1)
+        if extra is not None:
+            p_extra = torch.exp(extra.to(m.dtype) - m)
+            z = z + p_extra
+        out = torch.where(empty, NEG_INF, m + torch.log(z))
+        z = torch.where(empty, 1.0, z)
+        p.div_(z.unsqueeze(1))  # softmax weights of the terms: what the backward pass needs
+        ctx.scale, ctx.s_dtype = scale, s.dtype
+        ctx.has_extra, ctx.extra_dtype = extra is not None, extra.dtype if extra is not None else None
+        ctx.save_for_backward(p, p_extra / z if extra is not None else z)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # type: ignore[override]
+        p, w_extra = ctx.saved_tensors
+        g = g.to(p.dtype).unsqueeze(1)
+        grad_s = (p * (g * ctx.scale if ctx.scale != 1.0 else g)).to(ctx.s_dtype)
+        grad_extra = (g.squeeze(1) * w_extra).to(ctx.extra_dtype) if ctx.has_extra else None
+        return grad_s, None, None, None, grad_extra
+
+
+def masked_logsumexp(s: torch.Tensor, scale: float, shift: torch.Tensor, mask: torch.Tensor,
+                     extra: torch.Tensor | None = None) -> torch.Tensor:
+    """``log( [exp(extra_r)] + sum_{j: not mask_rj} exp(scale * s_rj - shift_j) )`` per row: ``(n,)``; -inf for
+    a row whose terms are all masked (and no ``extra``).
+
+    ``s (n, S)`` the raw scores of the shared negatives, ``shift (S,)`` their ``log(S q_j)``, ``mask (n, S)`` the
+    terms left out, ``extra (n,)`` one more term per row (the positive of the sampled CE). The same value and
+    gradients as ``torch.logsumexp`` of ``torch.where(mask, -inf, scale * s - shift)`` with ``extra`` catted on,
+    but written as one autograd node: the forward makes one ``(n, S)`` tensor (the softmax weights, kept for the
+    backward pass) where the composition makes and keeps about six. At the 55k run's 53,438 items, 1,024 rows x
+    1,024 negatives on 2 CPU cores, the distilled student's step took 17.2 ms instead of 19.5 and the plain
+    student's 6.3 instead of 7.8 (``bench/sampled_step.py``, both ways side by side)."""
+    return _MaskedLSE.apply(s, float(scale), shift, mask, extra)
 
 
 @dataclass(frozen=True)
@@ -200,11 +252,11 @@ def sampled_rest(b: Batch, neg: Negatives, items: torch.Tensor, temperature: flo
     """
     s = b.logits_at(neg.items) if neg_logits is None else neg_logits  # (n, S)
     in_k = member(neg.items, items)  # (n, S)
-    # torch.where rather than masked_fill, amin rather than min: on (1,024 x 1,024) on the CPU 2.5 vs 6.7 ms and
-    # 0.3 vs 5 ms (min also finds the indices), measured side by side
-    terms = torch.where(in_k, NEG_INF, s / temperature - neg.log_expected)
-    est = torch.logsumexp(terms, 1)
+    est = masked_logsumexp(s, 1.0 / temperature, neg.log_expected, in_k)
+    if bool(torch.isfinite(est).all()):
+        return est
     # every draw fell inside the K (only on tiny catalogues): put the rest far below the drawn items' mass
+    # (amin rather than min: 0.3 vs 5 ms on 1,024 x 1,024, min also finds the indices)
     floor = s.amin(1) / temperature - 30.0
     return torch.where(torch.isfinite(est), est, floor)
 

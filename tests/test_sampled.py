@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from distill_core.config import DistillConfig
 from distill_core.losses import kd_kl, kd_loss
 from distill_core.models.base import Batch
-from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, member, sampled_ce,
+from distill_core.sampled import (NegativeSampler, Negatives, TopK, exact_rest, large_kd_loss, masked_logsumexp, member,
+                                  sampled_ce,
                                   sampled_rest, top_k, top_k_blocked, topk_kl)
 
 
@@ -221,3 +222,37 @@ def test_sampled_rest_when_every_draw_is_in_a_rows_k_falls_back_below_the_draws(
         assert est[r].item() == pytest.approx(torch.logsumexp(s[r] / 2.0, 0).item())
     est.sum().backward()
     assert torch.isfinite(hidden.grad).all()
+
+
+@pytest.mark.parametrize("scale, extra", [(1.0, True), (0.5, False), (1.0, False)])
+def test_masked_logsumexp_equals_the_composition_in_value_and_gradient(scale, extra):
+    g = torch.Generator().manual_seed(11)
+    s = torch.randn(6, 9, generator=g, dtype=torch.float64) * 3
+    shift = torch.randn(9, generator=g, dtype=torch.float64)
+    mask = torch.rand(6, 9, generator=g) < 0.4
+    mask[1] = True  # every term masked: -inf without an extra, the extra alone with one
+    pos = torch.randn(6, generator=g, dtype=torch.float64)
+    a, b = s.clone().requires_grad_(), s.clone().requires_grad_()
+    pa, pb = pos.clone().requires_grad_(), pos.clone().requires_grad_()
+    got = masked_logsumexp(a, scale, shift, mask, pa if extra else None)
+    terms = torch.where(mask, float("-inf"), scale * b - shift)  # the composition, by torch's own ops
+    want = torch.logsumexp(torch.cat([pb.unsqueeze(1), terms], 1) if extra else terms, 1)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    assert torch.isinf(got[1]) != extra
+    w = torch.randn(6, generator=g, dtype=torch.float64)
+    keep = torch.isfinite(want)  # a -inf row takes no gradient (sampled_rest replaces it by a floor)
+    (got[keep] * w[keep]).sum().backward()
+    (want[keep] * w[keep]).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=0)
+    if extra:
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(lambda x, y: masked_logsumexp(x, scale, shift, mask, y if extra else None)[keep],
+                                    (s.clone().requires_grad_(), pos.clone().requires_grad_()))
+
+
+def test_masked_logsumexp_keeps_the_scores_dtype_with_double_corrections():
+    s = torch.randn(4, 5, requires_grad=True)  # float32 scores, float64 log(S q) as the tests' samplers give
+    out = masked_logsumexp(s, 1.0, torch.zeros(5, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.bool))
+    out.sum().backward()
+    assert s.grad.dtype == torch.float32
+    torch.testing.assert_close(out.float(), torch.logsumexp(s.detach(), 1))
