@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds_saved_there": round((c - f) * run_steps, 1) if run_steps else None})
     md = table(f"Step time at {ds.n_items:,} items, median of {len(got['fused'])} round(s) x {steps} steps", rows)
     if epochs:
-        md += (f"\nOver the steps of the stored 55k run ({stored['machine']['git_commit']}, "
+        md += (f"\n\nOver the steps of the stored 55k run ({stored['machine']['git_commit']}, "
                f"{stored['wall_seconds'] / 60:.1f} minutes there): about {saved:.0f} s fewer.\n")
     write_json("sampled_step", a, {"rows": rows, "rounds": got, "steps": steps, "quick": a.quick,
                                    "items": ds.n_items, "seconds_saved_in_the_55k_run": round(saved, 1) if epochs
