@@ -131,8 +131,8 @@ def masked_logsumexp(s: torch.Tensor, scale: float, shift: torch.Tensor, mask: t
     gradients as ``torch.logsumexp`` of ``torch.where(mask, -inf, scale * s - shift)`` with ``extra`` catted on,
     but written as one autograd node: the forward makes one ``(n, S)`` tensor (the softmax weights, kept for the
     backward pass) where the composition makes and keeps about six. At the 55k run's 53,438 items, 1,024 rows x
-    1,024 negatives on 2 CPU cores, the distilled student's step took 17.2 ms instead of 19.5 and the plain
-    student's 6.3 instead of 7.8 (``bench/sampled_step.py``, both ways side by side)."""
+    1,024 negatives on 2 CPU cores, the distilled student's step took 17.1 ms instead of 19.8 and the plain
+    student's 6.4 instead of 7.9 (``bench/sampled_step.py``, both ways side by side)."""
     return _MaskedLSE.apply(s, float(scale), shift, mask, extra)
 
 
