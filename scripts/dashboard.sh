@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -r requirements.txt
-exec streamlit run app.py "$@"
+exec python -m ui.serve "$@"  # streamlit run app.py (ui/serve.py says what it adds)

@@ -1,6 +1,7 @@
-"""The dashboard as ``streamlit run app.py`` starts it, with the Overview's demo capped at N epochs per model:
-the browser test and scripts/screenshots.py start it so. (In one process a test replaces ``config.DEMO`` itself,
-e.g. with pytest's monkeypatch; a server is another process, hence this launcher.)
+"""The dashboard as scripts/dashboard.sh starts it (``ui.serve``: ``streamlit run app.py``), with the Overview's
+demo capped at N epochs per model: the browser test and scripts/screenshots.py start it so. (In one process a
+test replaces ``config.DEMO`` itself, e.g. with pytest's monkeypatch; a server is another process, hence this
+launcher.)
 
     python tests/_dashboard.py N [streamlit run options]      N = 0: the demo's own settings
 """
@@ -13,9 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streamlit.web import cli  # noqa: E402
-
 from distill_core import config  # noqa: E402
+from ui import serve  # noqa: E402
 
 
 def cap_demo(epochs: int) -> None:
@@ -28,4 +28,4 @@ def cap_demo(epochs: int) -> None:
 if __name__ == "__main__":
     if epochs := int(sys.argv[1]):
         cap_demo(epochs)
-    sys.exit(cli.main(["run", str(ROOT / "app.py"), *sys.argv[2:]], prog_name="streamlit"))
+    sys.exit(serve.main(sys.argv[2:]))

@@ -44,8 +44,9 @@ def free_port() -> int:
 
 @contextmanager
 def streamlit_server(home: Path, log: Path, demo_epochs: int = 0, start_timeout_s: float = 60) -> Iterator[str]:
-    """``streamlit run app.py`` from the repository root with ``RECDISTILL_HOME=home`` and the demo capped at
-    ``demo_epochs`` per model (0: its own settings); yields its URL."""
+    """``streamlit run app.py`` as scripts/dashboard.sh starts it (``ui.serve``), from the repository root with
+    ``RECDISTILL_HOME=home`` and the demo capped at ``demo_epochs`` per model (0: its own settings); yields its
+    URL."""
     port = free_port()
     env = {**os.environ, "RECDISTILL_HOME": str(home)}
     cmd = [sys.executable, str(ROOT / "tests" / "_dashboard.py"), str(demo_epochs), "--server.address", "127.0.0.1",
@@ -130,6 +131,23 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def browser(app_url: str):
     with chromium_browser() as b:
         yield b
+
+
+def test_the_servers_first_visit_to_a_pages_url_opens_that_page(app_url: str, browser) -> None:
+    """The first session of a fresh server landing on a page's own URL (a bookmark; a tab reconnecting after a
+    restart) gets that page and no "Page not found" dialog (ui/serve.py: Streamlit's legacy pages/ mode). Runs
+    first in this module: the fixture's server has had no session before."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(app_url + "/data")
+        main = page.get_by_test_id("stMain")
+        main.get_by_role("heading", name="How it will train").wait_for()  # the Data page ran to its plan
+        page.wait_for_timeout(1_000)  # a dialog would have arrived with the first run's messages
+        assert page.get_by_text("Page not found").count() == 0
+        assert page.url.endswith("/data")
+    finally:
+        page.close()
 
 
 def test_demo_then_recommendations(app_url: str, browser) -> None:
