@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def navigation_only() -> None:
-    """Streamlit's legacy ``pages/`` mode off for this process (before any session starts)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
+    """Streamlit's legacy ``pages/`` mode off for this process (before any session starts). A Streamlit without
+    that class (a later version) starts as it is: at worst with the dialog once."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
     PagesManager.uses_pages_directory = False
 
 
