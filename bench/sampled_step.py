@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from _common import CACHE, RESULTS, interleave, median, start, table, write_json, parser
+from _common import RESULTS, interleave, median, start, table, write_json, parser
+from scale_run import dataset_dir
 
 ROLES = ("teacher", "student_kd", "student_plain")
 
@@ -36,17 +37,13 @@ def composed(s: torch.Tensor, scale: float, shift: torch.Tensor, mask: torch.Ten
 def main(argv: list[str] | None = None) -> int:
     from distill_core import sampled
     from distill_core.data import load_dataset
-    from distill_core.data.synthetic import write
     from distill_core.estimate import configured, timed
 
     p = parser(__doc__.split("\n")[0])
     p.set_defaults(threads=0)  # torch's default, as the run it projects onto
     a = p.parse_args(argv)
     started = start(a)
-    data = CACHE / "synthetic-55k"
-    if not (data / "ratings.csv").exists():
-        write(data)
-    ds = load_dataset(data)
+    ds = load_dataset(dataset_dir())
     cfg = configured(ds)
     fused = sampled.masked_logsumexp
     steps = 20 if a.quick else 200  # the median of 200 is past the first steps, which touch fresh memory

@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from _common import CACHE, start, table, write_json, parser
@@ -22,16 +23,22 @@ from _common import CACHE, start, table, write_json, parser
 TARGET_S, TARGET_GB = 20 * 60, 4.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def dataset_dir() -> Path:
+    """The run's dataset (``data.synthetic`` defaults), generated into bench/.cache on first use."""
     from distill_core.data.synthetic import write
 
+    data = CACHE / "synthetic-55k"
+    if not (data / "ratings.csv").exists():
+        write(data)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n")[0])
     p.set_defaults(threads=0)
     a = p.parse_args(argv)
     started = start(a)
-    data = CACHE / "synthetic-55k"
-    if not (data / "ratings.csv").exists():
-        write(data)
+    data = dataset_dir()
     out = CACHE / "scale_run_report.json"
     cmd = [sys.executable, "-m", "distill_core", "run", "--data", str(data), "--out", str(out)]
     if a.quick:

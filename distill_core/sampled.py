@@ -90,15 +90,16 @@ class _MaskedLSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s, scale, shift, mask, extra):  # type: ignore[override]
-        x = s * scale if scale != 1.0 else s.clone()
-        x = x.sub_(shift) if x.dtype == torch.promote_types(x.dtype, shift.dtype) else x - shift
-        x.masked_fill_(mask, NEG_INF)
+        x = s.to(torch.promote_types(s.dtype, shift.dtype), copy=True)  # the only (n, S) tensor made here
+        if scale != 1.0:
+            x.mul_(scale)
+        x.sub_(shift).masked_fill_(mask, NEG_INF)
         m = x.amax(1)
         if extra is not None:
             m = torch.maximum(m, extra.to(m.dtype))
         empty = torch.isinf(m)  # every term masked (no extra): the row's sum is 0, its log -inf
         m = torch.where(empty, 0.0, m)
-        p = x.sub_(m.unsqueeze(1)).exp_()  # in place: the only (n, S) tensor this function makes
+        p = x.sub_(m.unsqueeze(1)).exp_()
         z = p.sum(1)
         if extra is not None:
             p_extra = torch.exp(extra.to(m.dtype) - m)
@@ -107,8 +108,8 @@ class _MaskedLSE(torch.autograd.Function):
         z = torch.where(empty, 1.0, z)
         p.div_(z.unsqueeze(1))  # softmax weights of the terms: what the backward pass needs
         ctx.scale, ctx.s_dtype = scale, s.dtype
-        ctx.has_extra, ctx.extra_dtype = extra is not None, extra.dtype if extra is not None else None
-        ctx.save_for_backward(p, p_extra / z if extra is not None else z)
+        ctx.extra_dtype = extra.dtype if extra is not None else None
+        ctx.save_for_backward(p, p_extra / z if extra is not None else None)
         return out
 
     @staticmethod
@@ -117,7 +118,7 @@ class _MaskedLSE(torch.autograd.Function):
         p, w_extra = ctx.saved_tensors
         g = g.to(p.dtype).unsqueeze(1)
         grad_s = (p * (g * ctx.scale if ctx.scale != 1.0 else g)).to(ctx.s_dtype)
-        grad_extra = (g.squeeze(1) * w_extra).to(ctx.extra_dtype) if ctx.has_extra else None
+        grad_extra = (g.squeeze(1) * w_extra).to(ctx.extra_dtype) if w_extra is not None else None
         return grad_s, None, None, None, grad_extra
 
 
